@@ -1,0 +1,4 @@
+/* modular.h - see below */
+#ifndef MODULAR_H
+#define MODULAR_H
+#endif
