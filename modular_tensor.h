@@ -199,16 +199,34 @@ MTDEF void mt_convert(void *dst, mt_dtype dst_dt, const void *src, mt_dtype src_
    SECTION threads: thread pool
    ====================================================================== */
 
+/* Threads used by the heavy kernels: n <= 0 means one per core (the default).
+   Results are identical for every thread count. */
+MTDEF void mt_set_num_threads(int n);
+MTDEF int mt_get_num_threads(void);
+/* Runs fn(ctx, begin, end) over disjoint ranges covering [0, n), each at
+   least `grain` items long (but the last), on the pool; returns when all are
+   done. The split never changes what an item computes. */
+typedef void (*mt_parallel_fn)(void *ctx, int64_t begin, int64_t end);
+MTDEF void mt_parallel_for(int64_t n, int64_t grain, mt_parallel_fn fn, void *ctx);
+
 /* ======================================================================
    SECTION random: PyTorch-compatible generator
    ====================================================================== */
 
 /* ======================================================================
-   SECTION ops: element-wise, reductions, shape operations, printing
+   SECTION ops: element-wise, reductions, softmax, printing
    ====================================================================== */
 
 /* ======================================================================
-   SECTION nn: matmul, conv, norms, attention, resampling
+   SECTION shape: concat, stack, split, pad, repeat, gather
+   ====================================================================== */
+
+/* ======================================================================
+   SECTION layers: norms, resampling, pooling
+   ====================================================================== */
+
+/* ======================================================================
+   SECTION nn: matmul, conv, attention
    ====================================================================== */
 
 /* ======================================================================
@@ -1088,12 +1106,29 @@ MTDEF mt_status mt_to_dtype(mt_tensor *out, const mt_tensor *src, mt_dtype dt) {
    IMPLEMENTATION SECTION threads
    ====================================================================== */
 
+/* Serial placeholder until the pool lands: same contract, one thread. */
+static int mt__num_threads = 1;
+MTDEF void mt_set_num_threads(int n) { mt__num_threads = n > 0 ? n : 1; }
+MTDEF int mt_get_num_threads(void) { return mt__num_threads; }
+MTDEF void mt_parallel_for(int64_t n, int64_t grain, mt_parallel_fn fn, void *ctx) {
+    (void)grain;
+    if (n > 0) fn(ctx, 0, n);
+}
+
 /* ======================================================================
    IMPLEMENTATION SECTION random
    ====================================================================== */
 
 /* ======================================================================
    IMPLEMENTATION SECTION ops
+   ====================================================================== */
+
+/* ======================================================================
+   IMPLEMENTATION SECTION shape
+   ====================================================================== */
+
+/* ======================================================================
+   IMPLEMENTATION SECTION layers
    ====================================================================== */
 
 /* ======================================================================
