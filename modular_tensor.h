@@ -213,6 +213,68 @@ MTDEF void mt_parallel_for(int64_t n, int64_t grain, mt_parallel_fn fn, void *ct
    SECTION random: PyTorch-compatible generator
    ====================================================================== */
 
+/* A generator that reproduces PyTorch's CPU generator (torch.Generator()):
+   the same mt19937 state, the same transformations from 32-bit words to
+   floats, and the same cached second Box-Muller sample, so that for the same
+   seed, shapes and call order mt_randn / mt_rand / mt_randint give what
+   torch.randn / torch.rand / torch.randint give on the CPU in float32.
+
+   - Exact (bit-equal) for tensors of fewer than 16 elements: PyTorch draws
+     those one double-precision normal at a time (two 64-bit uniforms per
+     Box-Muller pair, the second sample cached for the next call).
+   - From 16 elements on, PyTorch fills the tensor with float uniforms and
+     transforms them 16 at a time (Box-Muller on pairs i, i+8; when the size
+     is not a multiple of 16 the last 16 values are drawn again). PyTorch's
+     x86 kernel for this (AVX2) evaluates log/sin/cos with single-precision
+     Cephes polynomials and fused multiply-adds; the same float operations
+     are evaluated here in scalar C with fmaf, so the values are bit-equal
+     to that kernel, and within 2e-6 of PyTorch builds without it.
+
+   The struct is plain data: copy it to fork a stream, zero-initialise and
+   seed it before use. A generator is not locked: use one per thread (or
+   per image, as diffusers does with a list of generators). */
+#define MT_MT19937_N 624
+
+typedef struct mt_generator {
+    uint64_t seed;                 /* the seed given to mt_generator_seed */
+    int left;                      /* mt19937: words left until the next twist (+1) */
+    int seeded;                    /* 1 once seeded */
+    uint32_t next;                 /* mt19937: index of the next state word */
+    uint32_t state[MT_MT19937_N];  /* mt19937 state words */
+    int has_next_double_normal;    /* cached second sample of the double Box-Muller */
+    double next_double_normal;
+    int has_next_float_normal;     /* cached float sample (kept for parity with torch; */
+    float next_float_normal;       /* no float32 CPU kernel of these calls uses it) */
+} mt_generator;
+
+/* torch.Generator().manual_seed(seed) / torch.manual_seed(seed): resets the
+   mt19937 state (only the low 32 bits seed the state, as in PyTorch) and
+   drops both cached normal samples. */
+MTDEF void mt_generator_seed(mt_generator *g, uint64_t seed);
+/* One raw 32-bit word (CPUGeneratorImpl::random) and one 64-bit word made of
+   two of them, the first as the high half (CPUGeneratorImpl::random64). */
+MTDEF uint32_t mt_generator_random(mt_generator *g);
+MTDEF uint64_t mt_generator_random64(mt_generator *g);
+
+/* Float32 tensors in row-major order (a preallocated `out` may be strided:
+   values go to it in logical order). */
+/* torch.randn(*shape, generator=g) */
+MTDEF mt_status mt_randn(mt_tensor *out, mt_generator *g, int ndim, const int64_t *shape);
+/* torch.normal(mean, std, shape, generator=g); std >= 0 */
+MTDEF mt_status mt_normal(mt_tensor *out, mt_generator *g, double mean, double std, int ndim, const int64_t *shape);
+/* torch.rand(*shape, generator=g): uniform on [0, 1) with 24 random bits */
+MTDEF mt_status mt_rand(mt_tensor *out, mt_generator *g, int ndim, const int64_t *shape);
+/* torch.empty(shape).uniform_(from, to, generator=g); from <= to */
+MTDEF mt_status mt_uniform(mt_tensor *out, mt_generator *g, double from, double to, int ndim, const int64_t *shape);
+/* torch.randint(low, high, shape, generator=g, dtype=torch.float32):
+   integers in [low, high); low < high, both within +-2^24 so that every
+   value is exact in float32 */
+MTDEF mt_status mt_randint(mt_tensor *out, mt_generator *g, int64_t low, int64_t high, int ndim, const int64_t *shape);
+/* diffusers' randn_tensor(shape, generator=[g0, g1, ...]): batch item i
+   (slice i of dim 0) is torch.randn((1,) + shape[1:], generator=gens[i]),
+   and the slices are concatenated. n_gens must equal shape[0]. */
+MTDEF mt_status mt_randn_batch(mt_tensor *out, mt_generator *gens, int n_gens, int ndim, const int64_t *shape);
+
 /* ======================================================================
    SECTION ops: element-wise, reductions, softmax, printing
    ====================================================================== */
@@ -1118,6 +1180,346 @@ MTDEF void mt_parallel_for(int64_t n, int64_t grain, mt_parallel_fn fn, void *ct
 /* ======================================================================
    IMPLEMENTATION SECTION random
    ====================================================================== */
+
+/* mt19937 as PyTorch's at::mt19937 keeps it (ATen/core/MT19937RNGEngine.h):
+   the state is refilled ("twisted") lazily when `left` drops to zero. */
+#define MT__MT_M 397
+#define MT__MT_MATRIX_A 0x9908b0dfu
+#define MT__MT_UMASK 0x80000000u
+#define MT__MT_LMASK 0x7fffffffu
+/* the seed of a torch.Generator() that was never seeded (c10 default_rng_seed_val) */
+#define MT__DEFAULT_SEED 67280421310721ull
+
+MTDEF void mt_generator_seed(mt_generator *g, uint64_t seed) {
+    int j;
+    MT_ASSERT(g);
+    g->seed = seed;
+    g->seeded = 1;
+    g->state[0] = (uint32_t)(seed & 0xffffffffu);
+    for (j = 1; j < MT_MT19937_N; j++)
+        g->state[j] = 1812433253u * (g->state[j - 1] ^ (g->state[j - 1] >> 30)) + (uint32_t)j;
+    g->left = 1;
+    g->next = 0;
+    g->has_next_double_normal = 0;
+    g->next_double_normal = 0.0;
+    g->has_next_float_normal = 0;
+    g->next_float_normal = 0.0f;
+}
+
+static uint32_t mt__mt_twist(uint32_t u, uint32_t v) {
+    return (((u & MT__MT_UMASK) | (v & MT__MT_LMASK)) >> 1) ^ ((v & 1u) ? MT__MT_MATRIX_A : 0u);
+}
+
+static void mt__mt_refill(mt_generator *g) {
+    uint32_t *s = g->state;
+    int k;
+    for (k = 0; k < MT_MT19937_N - MT__MT_M; k++) s[k] = s[k + MT__MT_M] ^ mt__mt_twist(s[k], s[k + 1]);
+    for (; k < MT_MT19937_N - 1; k++) s[k] = s[k + MT__MT_M - MT_MT19937_N] ^ mt__mt_twist(s[k], s[k + 1]);
+    s[k] = s[k + MT__MT_M - MT_MT19937_N] ^ mt__mt_twist(s[k], s[0]);
+    g->left = MT_MT19937_N;
+    g->next = 0;
+}
+
+/* A zeroed (never seeded) generator behaves as torch.Generator(): it seeds
+   itself with PyTorch's default seed on first use. */
+static void mt__gen_ready(mt_generator *g) {
+    if (!g->seeded) mt_generator_seed(g, MT__DEFAULT_SEED);
+}
+
+static int mt__gen_valid(const mt_generator *g) {
+    return !g->seeded || (g->left > 0 && g->left <= MT_MT19937_N && g->next <= (uint32_t)MT_MT19937_N);
+}
+
+static uint32_t mt__gen_u32(mt_generator *g) {
+    uint32_t y;
+    if (--g->left == 0) mt__mt_refill(g);
+    y = g->state[g->next++];
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c5680u;
+    y ^= (y << 15) & 0xefc60000u;
+    y ^= y >> 18;
+    return y;
+}
+
+static uint64_t mt__gen_u64(mt_generator *g) {
+    uint64_t hi = mt__gen_u32(g);
+    uint64_t lo = mt__gen_u32(g);
+    return (hi << 32) | lo;
+}
+
+MTDEF uint32_t mt_generator_random(mt_generator *g) {
+    MT_ASSERT(g && mt__gen_valid(g));
+    mt__gen_ready(g);
+    return mt__gen_u32(g);
+}
+
+MTDEF uint64_t mt_generator_random64(mt_generator *g) {
+    MT_ASSERT(g && mt__gen_valid(g));
+    mt__gen_ready(g);
+    return mt__gen_u64(g);
+}
+
+/* uniform_real_distribution<float>(0, 1): 24 bits scaled by 2^-24 */
+static float mt__gen_uniform_f(mt_generator *g) {
+    return (float)(mt__gen_u32(g) & 0xffffffu) * (1.0f / 16777216.0f);
+}
+
+/* uniform_real_distribution<double>(0, 1): 53 bits of a 64-bit word */
+static double mt__gen_uniform_d(mt_generator *g) {
+    return (double)(mt__gen_u64(g) & ((UINT64_C(1) << 53) - 1)) * (1.0 / 9007199254740992.0);
+}
+
+/* normal_distribution<double>: Box-Muller on two double uniforms, the sine
+   sample cached in the generator for the next draw. */
+static double mt__gen_normal_d(mt_generator *g, double mean, double std) {
+    double u1, u2, r, theta;
+    if (g->has_next_double_normal) {
+        g->has_next_double_normal = 0;
+        return fma(g->next_double_normal, std, mean);
+    }
+    u1 = mt__gen_uniform_d(g);
+    u2 = mt__gen_uniform_d(g);
+    r = sqrt(-2.0 * log(1.0 - u2));
+    theta = 2.0 * 3.14159265358979323846 * u1;
+    g->next_double_normal = r * sin(theta);
+    g->has_next_double_normal = 1;
+    return fma(r * cos(theta), std, mean);
+}
+
+/* Single-precision log and sin/cos as PyTorch's AVX2 normal kernel evaluates
+   them (the Cephes polynomials, ATen/native/cpu/avx_mathfun.h): every step
+   is one rounded float operation, in the same order, so the scalar result
+   matches a vector lane. Arguments here are in (0, 1] (log) and [0, 2*pi)
+   (sincos). */
+static float mt__cephes_logf(float x) {
+    uint32_t bits;
+    float e, z, y, t;
+    int below;
+    if (!(x > 0.0f)) return x == 0.0f ? -INFINITY : NAN;
+    if (x < 1.17549435e-38f) x = 1.17549435e-38f; /* no subnormals */
+    bits = mt__f32_bits(x);
+    e = (float)((int)(bits >> 23) - 127);
+    e = e + 1.0f;
+    x = mt__bits_f32((bits & ~0x7f800000u) | 0x3f000000u); /* mantissa in [0.5, 1) */
+    below = x < (float)0.707106781186547524;
+    t = below ? x : 0.0f;
+    x = x - 1.0f;
+    e = e - (below ? 1.0f : 0.0f);
+    x = x + t;
+    z = x * x;
+    y = fmaf((float)7.0376836292E-2, x, (float)-1.1514610310E-1);
+    y = fmaf(y, x, (float)1.1676998740E-1);
+    y = fmaf(y, x, (float)-1.2420140846E-1);
+    y = fmaf(y, x, (float)1.4249322787E-1);
+    y = fmaf(y, x, (float)-1.6668057665E-1);
+    y = fmaf(y, x, (float)2.0000714765E-1);
+    y = fmaf(y, x, (float)-2.4999993993E-1);
+    y = fmaf(y, x, (float)3.3333331174E-1);
+    y = y * x;
+    y = fmaf(y, z, e * (float)-2.12194440e-4);
+    y = fmaf(z, -0.5f, y);
+    return fmaf(e, (float)0.693359375, x + y);
+}
+
+static void mt__cephes_sincosf(float x, float *s, float *c) {
+    uint32_t sign_sin = mt__f32_bits(x) & 0x80000000u, sign_cos;
+    float y, z, p1, p2, ps, pc;
+    int32_t j;
+    x = fabsf(x);
+    y = x * (float)1.27323954473516; /* 4 / pi */
+    j = (int32_t)y;
+    j = (j + 1) & ~1;
+    y = (float)j;
+    sign_sin ^= (uint32_t)(j & 4) << 29;
+    sign_cos = (uint32_t)(~(j - 2) & 4) << 29;
+    /* x - y * pi/4 in three pieces */
+    x = fmaf(y, (float)-0.78515625, x);
+    x = fmaf(y, (float)-2.4187564849853515625e-4, x);
+    x = fmaf(y, (float)-3.77489497744594108e-8, x);
+    z = x * x;
+    p1 = fmaf((float)2.443315711809948E-005, z, (float)-1.388731625493765E-003); /* cos */
+    p1 = fmaf(p1, z, (float)4.166664568298827E-002);
+    p1 = p1 * z;
+    p1 = fmaf(p1, z, -(z * 0.5f));
+    p1 = p1 + 1.0f;
+    p2 = fmaf((float)-1.9515295891E-4, z, (float)8.3321608736E-3); /* sin */
+    p2 = fmaf(p2, z, (float)-1.6666654611E-1);
+    p2 = p2 * z;
+    p2 = fmaf(p2, x, x);
+    if ((j & 2) == 0) {
+        ps = 0.0f + p2;
+        pc = p1 + 0.0f;
+    } else {
+        ps = p1 + 0.0f;
+        pc = 0.0f + p2;
+    }
+    *s = mt__bits_f32(mt__f32_bits(ps) ^ sign_sin);
+    *c = mt__bits_f32(mt__f32_bits(pc) ^ sign_cos);
+}
+
+/* Box-Muller on 16 uniforms: pairs (j, j + 8), as PyTorch's normal_fill_16 */
+static void mt__normal_fill16(float *d, float mean, float std) {
+    int j;
+    for (j = 0; j < 8; j++) {
+        float u1 = 1.0f - d[j], u2 = d[j + 8], radius, theta, s, c;
+        radius = sqrtf(-2.0f * mt__cephes_logf(u1));
+        theta = (float)(2.0 * 3.14159265358979323846) * u2;
+        mt__cephes_sincosf(theta, &s, &c);
+        d[j] = fmaf(radius * c, std, mean);
+        d[j + 8] = fmaf(radius * s, std, mean);
+    }
+}
+
+/* torch's normal_ on a contiguous float32 tensor of n elements */
+static void mt__normal_fill(mt_generator *g, float *d, int64_t n, double mean, double std) {
+    int64_t i;
+    if (n >= 16) {
+        float fm = (float)mean, fs = (float)std;
+        for (i = 0; i < n; i++) d[i] = mt__gen_uniform_f(g);
+        for (i = 0; i + 16 <= n; i += 16) mt__normal_fill16(d + i, fm, fs);
+        if (n % 16) {
+            /* the tail: the last 16 values are drawn again and transformed */
+            float *t = d + n - 16;
+            for (i = 0; i < 16; i++) t[i] = mt__gen_uniform_f(g);
+            mt__normal_fill16(t, fm, fs);
+        }
+    } else {
+        for (i = 0; i < n; i++) d[i] = (float)mt__gen_normal_d(g, mean, std);
+    }
+}
+
+enum { MT__RAND_NORMAL, MT__RAND_UNIFORM, MT__RAND_INT };
+
+typedef struct mt__rand_args {
+    int kind;
+    double a, b;        /* mean/std, from/to */
+    int64_t low;        /* randint */
+    uint64_t range;
+} mt__rand_args;
+
+static void mt__rand_fill(mt_generator *g, float *d, int64_t n, const mt__rand_args *a) {
+    int64_t i;
+    if (a->kind == MT__RAND_NORMAL) {
+        mt__normal_fill(g, d, n, a->a, a->b);
+    } else if (a->kind == MT__RAND_UNIFORM) {
+        float from = (float)a->a, to = (float)a->b, span = to - from;
+        for (i = 0; i < n; i++) d[i] = fmaf(mt__gen_uniform_f(g), span, from);
+    } else {
+        for (i = 0; i < n; i++) d[i] = (float)((int64_t)(mt__gen_u32(g) % a->range) + a->low);
+    }
+}
+
+/* Shared driver: checks, prepares `out`, fills it in logical order through a
+   contiguous buffer when `out` is strided. `gens` has `n_gens` generators;
+   with more than one, slice i of dim 0 is drawn from gens[i]. */
+static mt_status mt__rand_run(const char *func, mt_tensor *out, mt_generator *gens, int n_gens, int ndim,
+                              const int64_t *shape, const mt__rand_args *a) {
+    mt_tensor tmp = {MT_F32, 0, {0}, {0}, NULL, NULL};
+    int was_empty, i;
+    int64_t n, per;
+    float *d;
+    mt_status s;
+    if (!out) return mt__fail(MT_ERR_ARGUMENT, func, "output tensor is NULL");
+    if (!gens) return mt__fail(MT_ERR_ARGUMENT, func, "generator is NULL");
+    for (i = 0; i < n_gens; i++)
+        if (!mt__gen_valid(&gens[i]))
+            return mt__fail(MT_ERR_ARGUMENT, func, "generator %d has a corrupt state (left=%d, next=%u)", i,
+                            gens[i].left, (unsigned)gens[i].next);
+    s = mt__check_shape(func, ndim, shape, &n);
+    if (s != MT_OK) return s;
+    was_empty = out->data == NULL;
+    s = mt__prepare_out(func, out, MT_F32, ndim, shape);
+    if (s != MT_OK) return s;
+    if (mt_is_contiguous(out)) {
+        d = (float *)out->data;
+    } else {
+        s = mt__prepare_out(func, &tmp, MT_F32, ndim, shape);
+        if (s != MT_OK) {
+            if (was_empty) mt_release(out);
+            return s;
+        }
+        d = (float *)tmp.data;
+    }
+    per = n_gens > 1 ? (shape[0] ? n / shape[0] : 0) : n;
+    for (i = 0; i < n_gens; i++) {
+        mt__gen_ready(&gens[i]);
+        mt__rand_fill(&gens[i], d + (int64_t)i * per, per, a);
+    }
+    if (tmp.data) {
+        s = mt_copy(out, &tmp);
+        mt_release(&tmp);
+    }
+    return s;
+}
+
+MTDEF mt_status mt_normal(mt_tensor *out, mt_generator *g, double mean, double std, int ndim, const int64_t *shape) {
+    mt__rand_args a;
+    if (!(std >= 0.0) || isinf(std) || !isfinite(mean))
+        return MT__FAIL(MT_ERR_ARGUMENT, "std must be finite and >= 0 and mean finite (mean=%g, std=%g)", mean, std);
+    memset(&a, 0, sizeof a);
+    a.kind = MT__RAND_NORMAL;
+    a.a = mean;
+    a.b = std;
+    return mt__rand_run("mt_normal", out, g, 1, ndim, shape, &a);
+}
+
+MTDEF mt_status mt_randn(mt_tensor *out, mt_generator *g, int ndim, const int64_t *shape) {
+    mt__rand_args a;
+    memset(&a, 0, sizeof a);
+    a.kind = MT__RAND_NORMAL;
+    a.a = 0.0;
+    a.b = 1.0;
+    return mt__rand_run("mt_randn", out, g, 1, ndim, shape, &a);
+}
+
+MTDEF mt_status mt_uniform(mt_tensor *out, mt_generator *g, double from, double to, int ndim, const int64_t *shape) {
+    mt__rand_args a;
+    if (!(from <= to) || !isfinite(from) || !isfinite(to) || !isfinite((double)((float)to - (float)from)))
+        return MT__FAIL(MT_ERR_ARGUMENT, "need finite from <= to in float32 range (from=%g, to=%g)", from, to);
+    memset(&a, 0, sizeof a);
+    a.kind = MT__RAND_UNIFORM;
+    a.a = from;
+    a.b = to;
+    return mt__rand_run("mt_uniform", out, g, 1, ndim, shape, &a);
+}
+
+MTDEF mt_status mt_rand(mt_tensor *out, mt_generator *g, int ndim, const int64_t *shape) {
+    mt__rand_args a;
+    memset(&a, 0, sizeof a);
+    a.kind = MT__RAND_UNIFORM;
+    a.a = 0.0;
+    a.b = 1.0;
+    return mt__rand_run("mt_rand", out, g, 1, ndim, shape, &a);
+}
+
+MTDEF mt_status mt_randint(mt_tensor *out, mt_generator *g, int64_t low, int64_t high, int ndim,
+                           const int64_t *shape) {
+    mt__rand_args a;
+    const int64_t lim = (int64_t)1 << 24;
+    if (low >= high)
+        return MT__FAIL(MT_ERR_ARGUMENT, "low %lld must be below high %lld", (long long)low, (long long)high);
+    if (low < -lim || high - 1 > lim)
+        return MT__FAIL(MT_ERR_ARGUMENT, "range [%lld, %lld) is not exact in float32 (bounds must be within +-2^24)",
+                        (long long)low, (long long)high);
+    memset(&a, 0, sizeof a);
+    a.kind = MT__RAND_INT;
+    a.low = low;
+    a.range = (uint64_t)(high - low);
+    return mt__rand_run("mt_randint", out, g, 1, ndim, shape, &a);
+}
+
+MTDEF mt_status mt_randn_batch(mt_tensor *out, mt_generator *gens, int n_gens, int ndim, const int64_t *shape) {
+    mt__rand_args a;
+    if (ndim < 1 || !shape) return MT__FAIL(MT_ERR_SHAPE, "shape needs a batch dimension (ndim = %d)", ndim);
+    if (n_gens < 1 || (int64_t)n_gens != shape[0])
+        return MT__FAIL(MT_ERR_ARGUMENT, "%d generators for a batch of %lld: need one per batch item", n_gens,
+                        (long long)shape[0]);
+    memset(&a, 0, sizeof a);
+    a.kind = MT__RAND_NORMAL;
+    a.a = 0.0;
+    a.b = 1.0;
+    return mt__rand_run("mt_randn_batch", out, gens, n_gens, ndim, shape, &a);
+}
 
 /* ======================================================================
    IMPLEMENTATION SECTION ops
