@@ -366,7 +366,7 @@ typedef struct mt_scheduler_config {
     double dynamic_thresholding_ratio;  /* 0 -> 0.995 */
     double sample_max_value;        /* 0 -> 1.0 */
     /* DPM-Solver multistep */
-    int solver_order;               /* 0 -> 2; 1, 2 or 3 (3 not with sde-dpmsolver++) */
+    int solver_order;               /* 0 -> 2; 1, 2 or 3 */
     const char *algorithm_type;     /* NULL -> "dpmsolver++"; "dpmsolver", "sde-dpmsolver++" */
     const char *solver_type;        /* NULL -> "midpoint"; "heun" */
     mt_sched_flag lower_order_final;    /* default true */
@@ -402,8 +402,9 @@ MTDEF const char *mt_scheduler_kind_name(mt_scheduler_kind kind);
    "ddim", "dpm" (alias "dpm++2m"); unknown names are an error. */
 MTDEF mt_status mt_scheduler_kind_from_name(const char *name, mt_scheduler_kind *kind);
 
-/* Validates `config` and computes the training schedule. On failure `s` is
-   left empty (mt_scheduler_free is still safe). */
+/* Validates `config` and computes the training schedule into `s` (which
+   must not hold a live scheduler: free it first). On failure `s` is left
+   empty (mt_scheduler_free is still safe). `config` is only read. */
 MTDEF mt_status mt_scheduler_init(mt_scheduler *s, const mt_scheduler_config *config);
 MTDEF void mt_scheduler_free(mt_scheduler *s);
 /* scheduler.set_timesteps(n): timesteps, sigmas, init_noise_sigma; resets
