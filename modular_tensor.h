@@ -1426,6 +1426,24 @@ static double mt__gen_normal_d(mt_generator *g, double mean, double std) {
     return fma(r * cos(theta), std, mean);
 }
 
+/* fmaf(a, b, c), correctly rounded, without relying on a fast libm fmaf:
+   a * b is exact in double, so (double)a * b + c rounds once to double and
+   once more to float; the second rounding can only go wrong when the double
+   lands exactly on a float midpoint (the 29 low mantissa bits 1000...0) or
+   outside the normal float range, and then the libm fmaf decides. */
+static float mt__fmaf(float a, float b, float c) {
+#if defined(FP_FAST_FMAF) || defined(__FMA__)
+    return fmaf(a, b, c);
+#else
+    double d = (double)a * (double)b + (double)c, ad = fabs(d);
+    uint64_t u;
+    memcpy(&u, &d, sizeof u);
+    if ((u & 0x1fffffffu) == 0x10000000u || (ad != 0.0 && (ad < 1.1754943508222875e-38 || ad > 3.4e38)))
+        return fmaf(a, b, c);
+    return (float)d;
+#endif
+}
+
 /* Single-precision log and sin/cos as PyTorch's AVX2 normal kernel evaluates
    them (the Cephes polynomials, ATen/native/cpu/avx_mathfun.h): every step
    is one rounded float operation, in the same order, so the scalar result
@@ -1447,18 +1465,18 @@ static float mt__cephes_logf(float x) {
     e = e - (below ? 1.0f : 0.0f);
     x = x + t;
     z = x * x;
-    y = fmaf((float)7.0376836292E-2, x, (float)-1.1514610310E-1);
-    y = fmaf(y, x, (float)1.1676998740E-1);
-    y = fmaf(y, x, (float)-1.2420140846E-1);
-    y = fmaf(y, x, (float)1.4249322787E-1);
-    y = fmaf(y, x, (float)-1.6668057665E-1);
-    y = fmaf(y, x, (float)2.0000714765E-1);
-    y = fmaf(y, x, (float)-2.4999993993E-1);
-    y = fmaf(y, x, (float)3.3333331174E-1);
+    y = mt__fmaf((float)7.0376836292E-2, x, (float)-1.1514610310E-1);
+    y = mt__fmaf(y, x, (float)1.1676998740E-1);
+    y = mt__fmaf(y, x, (float)-1.2420140846E-1);
+    y = mt__fmaf(y, x, (float)1.4249322787E-1);
+    y = mt__fmaf(y, x, (float)-1.6668057665E-1);
+    y = mt__fmaf(y, x, (float)2.0000714765E-1);
+    y = mt__fmaf(y, x, (float)-2.4999993993E-1);
+    y = mt__fmaf(y, x, (float)3.3333331174E-1);
     y = y * x;
-    y = fmaf(y, z, e * (float)-2.12194440e-4);
-    y = fmaf(z, -0.5f, y);
-    return fmaf(e, (float)0.693359375, x + y);
+    y = mt__fmaf(y, z, e * (float)-2.12194440e-4);
+    y = mt__fmaf(z, -0.5f, y);
+    return mt__fmaf(e, (float)0.693359375, x + y);
 }
 
 static void mt__cephes_sincosf(float x, float *s, float *c) {
@@ -1473,19 +1491,19 @@ static void mt__cephes_sincosf(float x, float *s, float *c) {
     sign_sin ^= (uint32_t)(j & 4) << 29;
     sign_cos = (uint32_t)(~(j - 2) & 4) << 29;
     /* x - y * pi/4 in three pieces */
-    x = fmaf(y, (float)-0.78515625, x);
-    x = fmaf(y, (float)-2.4187564849853515625e-4, x);
-    x = fmaf(y, (float)-3.77489497744594108e-8, x);
+    x = mt__fmaf(y, (float)-0.78515625, x);
+    x = mt__fmaf(y, (float)-2.4187564849853515625e-4, x);
+    x = mt__fmaf(y, (float)-3.77489497744594108e-8, x);
     z = x * x;
-    p1 = fmaf((float)2.443315711809948E-005, z, (float)-1.388731625493765E-003); /* cos */
-    p1 = fmaf(p1, z, (float)4.166664568298827E-002);
+    p1 = mt__fmaf((float)2.443315711809948E-005, z, (float)-1.388731625493765E-003); /* cos */
+    p1 = mt__fmaf(p1, z, (float)4.166664568298827E-002);
     p1 = p1 * z;
-    p1 = fmaf(p1, z, -(z * 0.5f));
+    p1 = mt__fmaf(p1, z, -(z * 0.5f));
     p1 = p1 + 1.0f;
-    p2 = fmaf((float)-1.9515295891E-4, z, (float)8.3321608736E-3); /* sin */
-    p2 = fmaf(p2, z, (float)-1.6666654611E-1);
+    p2 = mt__fmaf((float)-1.9515295891E-4, z, (float)8.3321608736E-3); /* sin */
+    p2 = mt__fmaf(p2, z, (float)-1.6666654611E-1);
     p2 = p2 * z;
-    p2 = fmaf(p2, x, x);
+    p2 = mt__fmaf(p2, x, x);
     if ((j & 2) == 0) {
         ps = 0.0f + p2;
         pc = p1 + 0.0f;
@@ -1505,8 +1523,8 @@ static void mt__normal_fill16(float *d, float mean, float std) {
         radius = sqrtf(-2.0f * mt__cephes_logf(u1));
         theta = (float)(2.0 * 3.14159265358979323846) * u2;
         mt__cephes_sincosf(theta, &s, &c);
-        d[j] = fmaf(radius * c, std, mean);
-        d[j + 8] = fmaf(radius * s, std, mean);
+        d[j] = mt__fmaf(radius * c, std, mean);
+        d[j + 8] = mt__fmaf(radius * s, std, mean);
     }
 }
 
@@ -1543,7 +1561,7 @@ static void mt__rand_fill(mt_generator *g, float *d, int64_t n, const mt__rand_a
         mt__normal_fill(g, d, n, a->a, a->b);
     } else if (a->kind == MT__RAND_UNIFORM) {
         float from = (float)a->a, to = (float)a->b, span = to - from;
-        for (i = 0; i < n; i++) d[i] = fmaf(mt__gen_uniform_f(g), span, from);
+        for (i = 0; i < n; i++) d[i] = mt__fmaf(mt__gen_uniform_f(g), span, from);
     } else {
         for (i = 0; i < n; i++) d[i] = (float)((int64_t)(mt__gen_u32(g) % a->range) + a->low);
     }
