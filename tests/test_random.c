@@ -971,7 +971,7 @@ static void test_outputs_and_errors(void) {
     mt_release(&t);
 }
 
-/* The fused multiply-add behind the 16-wide path (private helper, exact
+/* The fused multiply-add behind the 16-wide path (private function, exact
    emulation when the C library's fmaf is not hardware): equal to fmaf on
    random triples and on the double-rounding traps. */
 static void test_fmaf(void) {
