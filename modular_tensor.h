@@ -295,6 +295,146 @@ MTDEF mt_status mt_randn_batch(mt_tensor *out, mt_generator *gens, int n_gens, i
    SECTION schedulers: timesteps, sigmas, step functions
    ====================================================================== */
 
+/* Numerics of diffusers' schedulers (src/diffusers/schedulers/): Euler
+   discrete, Euler ancestral, DDIM and DPM-Solver multistep, with diffusers'
+   config names and arithmetic (float64 where diffusers uses numpy, float32
+   where it uses torch tensors), so timesteps and sigmas match to float32
+   precision and a loop gives diffusers' numbers.
+
+   Two objects keep immutable configuration apart from run state, so several
+   threads can run one pipeline, each with its own mt_scheduler made from a
+   shared config:
+
+       mt_scheduler_config cfg = {0};          // zero = diffusers' defaults
+       cfg.kind = MT_SCHEDULER_EULER;
+       cfg.beta_schedule = "scaled_linear";
+       cfg.beta_start = 0.00085; cfg.beta_end = 0.012;
+       mt_scheduler s;
+       mt_scheduler_init(&s, &cfg);            // validates the config
+       mt_scheduler_set_timesteps(&s, 30);
+       // latents = randn(...) * s.init_noise_sigma
+       for (i = 0; i < s.num_inference_steps; i++) {
+           double t = s.timesteps[i];
+           mt_scheduler_scale_model_input(&s, &x_in, &latents, t);
+           ... model(x_in, t) -> eps ...
+           mt_scheduler_step(&s, &latents, &eps, t, &latents, &gen, 1);
+       }
+       mt_scheduler_free(&s);
+
+   Image-to-image: mt_scheduler_img2img_timesteps() gives the first index and
+   the count of the timesteps to run for a strength (as diffusers' pipelines'
+   get_timesteps) and sets the begin index; mt_scheduler_add_noise() noises
+   the image latents at the first of them.
+
+   Not covered: custom timestep/sigma lists, Euler's s_churn (always 0),
+   exponential/beta/Lu sigmas, rescale_betas_zero_snr, trained_betas, DPM's
+   variance_type and lambda_min_clipped, sde-dpmsolver (non ++). */
+
+typedef enum mt_scheduler_kind {
+    MT_SCHEDULER_NONE = 0,              /* not set: mt_scheduler_init refuses it */
+    MT_SCHEDULER_EULER,                 /* EulerDiscreteScheduler */
+    MT_SCHEDULER_EULER_ANCESTRAL,       /* EulerAncestralDiscreteScheduler */
+    MT_SCHEDULER_DDIM,                  /* DDIMScheduler */
+    MT_SCHEDULER_DPMSOLVER_MULTISTEP,   /* DPMSolverMultistepScheduler */
+    MT_SCHEDULER_KIND_COUNT
+} mt_scheduler_kind;
+
+/* Boolean options where zero means the scheduler's own default. */
+typedef enum mt_sched_flag { MT_SCHED_DEFAULT = 0, MT_SCHED_TRUE = 1, MT_SCHED_FALSE = -1 } mt_sched_flag;
+
+/* Immutable configuration. Every field left zero (NULL for names) takes
+   diffusers' default for the chosen kind; names are diffusers' config values
+   and an unknown one is an error. Options that do not apply to the kind are
+   ignored, as diffusers' from_config ignores them. */
+typedef struct mt_scheduler_config {
+    mt_scheduler_kind kind;
+    int num_train_timesteps;        /* 0 -> 1000 */
+    double beta_start;              /* 0 -> 0.0001 */
+    double beta_end;                /* 0 -> 0.02 */
+    const char *beta_schedule;      /* NULL -> "linear"; "scaled_linear", "squaredcos_cap_v2" */
+    const char *prediction_type;    /* NULL -> "epsilon"; "v_prediction", "sample" (not Euler ancestral) */
+    const char *timestep_spacing;   /* NULL -> "linspace" ("leading" for DDIM); "leading", "trailing" */
+    int steps_offset;               /* 0 */
+    mt_sched_flag use_karras_sigmas;    /* Euler, DPM: default false */
+    const char *final_sigmas_type;  /* Euler, DPM: NULL -> "zero"; "sigma_min" */
+    /* DDIM */
+    mt_sched_flag set_alpha_to_one; /* default true */
+    mt_sched_flag clip_sample;      /* default true */
+    double clip_sample_range;       /* 0 -> 1.0 */
+    /* DDIM, DPM: dynamic thresholding of the predicted sample */
+    mt_sched_flag thresholding;     /* default false */
+    double dynamic_thresholding_ratio;  /* 0 -> 0.995 */
+    double sample_max_value;        /* 0 -> 1.0 */
+    /* DPM-Solver multistep */
+    int solver_order;               /* 0 -> 2; 1, 2 or 3 */
+    const char *algorithm_type;     /* NULL -> "dpmsolver++"; "dpmsolver", "sde-dpmsolver++" */
+    const char *solver_type;        /* NULL -> "midpoint"; "heun" */
+    mt_sched_flag lower_order_final;    /* default true */
+    mt_sched_flag euler_at_final;       /* default false */
+} mt_scheduler_config;
+
+#define MT_SCHEDULER_MAX_ORDER 3
+
+/* Run state made from a config. Fields are readable; change them only
+   through the calls below (eta excepted). */
+typedef struct mt_scheduler {
+    mt_scheduler_config config;     /* resolved: defaults filled, names point to static strings */
+    int num_train_timesteps;
+    float *alphas_cumprod;          /* [num_train_timesteps], float32 as diffusers computes it */
+    float final_alpha_cumprod;      /* DDIM: alpha_prod at the step after the last */
+    /* set by mt_scheduler_set_timesteps */
+    int num_inference_steps;        /* entries in timesteps */
+    float *timesteps;               /* [num_inference_steps], descending (integers except Euler linspace/Karras) */
+    float *sigmas;                  /* [num_inference_steps + 1] (Euler, Euler a, DPM), NULL for DDIM */
+    float init_noise_sigma;         /* scale of the initial noise */
+    /* progress */
+    int step_index;                 /* -1 until the first scale_model_input / step */
+    int begin_index;                /* -1 unless set (image-to-image) */
+    double eta;                     /* DDIM: eta of step() (0 = deterministic); caller may set */
+    int lower_order_nums;           /* DPM: steps taken so far, up to solver_order */
+    mt_tensor model_outputs[MT_SCHEDULER_MAX_ORDER]; /* DPM: converted outputs, newest last */
+    int kind_opts[8];               /* private: resolved option codes */
+} mt_scheduler;
+
+/* "EulerDiscreteScheduler", ... */
+MTDEF const char *mt_scheduler_kind_name(mt_scheduler_kind kind);
+/* Accepts diffusers' class names and the short names "euler", "euler_a",
+   "ddim", "dpm" (alias "dpm++2m"); unknown names are an error. */
+MTDEF mt_status mt_scheduler_kind_from_name(const char *name, mt_scheduler_kind *kind);
+
+/* Validates `config` and computes the training schedule into `s` (which
+   must not hold a live scheduler: free it first). On failure `s` is left
+   empty (mt_scheduler_free is still safe). `config` is only read. */
+MTDEF mt_status mt_scheduler_init(mt_scheduler *s, const mt_scheduler_config *config);
+MTDEF void mt_scheduler_free(mt_scheduler *s);
+/* scheduler.set_timesteps(n): timesteps, sigmas, init_noise_sigma; resets
+   the step index, the begin index and the DPM history. */
+MTDEF mt_status mt_scheduler_set_timesteps(mt_scheduler *s, int num_inference_steps);
+/* scheduler.set_begin_index(i) */
+MTDEF mt_status mt_scheduler_set_begin_index(mt_scheduler *s, int begin_index);
+/* Image-to-image as diffusers' pipelines do it (get_timesteps): after
+   set_timesteps(n), init = min(int(n * strength), n), t_start = n - init;
+   the steps to run are timesteps[t_start ...] (*count = n - t_start of
+   them) and the begin index becomes t_start. strength in [0, 1]. */
+MTDEF mt_status mt_scheduler_img2img_timesteps(mt_scheduler *s, double strength, int *t_start, int *count);
+/* scheduler.scale_model_input(sample, t): sample / sqrt(sigma^2 + 1) for
+   Euler and Euler ancestral, a copy otherwise. out may be sample. */
+MTDEF mt_status mt_scheduler_scale_model_input(mt_scheduler *s, mt_tensor *out, const mt_tensor *sample,
+                                               double timestep);
+/* scheduler.step(model_output, t, sample, generator=...).prev_sample.
+   Noise (Euler ancestral, DDIM with eta > 0, sde-dpmsolver++) is drawn as
+   diffusers' randn_tensor: with one generator over the whole shape, with
+   n_gens == batch one per batch item; gens may be NULL when no noise is
+   needed. prev_sample may be sample or model_output. */
+MTDEF mt_status mt_scheduler_step(mt_scheduler *s, mt_tensor *prev_sample, const mt_tensor *model_output,
+                                  double timestep, const mt_tensor *sample, mt_generator *gens, int n_gens);
+/* scheduler.add_noise(original, noise, [t]): the same timestep for every
+   batch item. out may be original or noise. */
+MTDEF mt_status mt_scheduler_add_noise(mt_scheduler *s, mt_tensor *out, const mt_tensor *original,
+                                       const mt_tensor *noise, double timestep);
+/* DDIM's _get_variance(t, prev_t) (float32) */
+MTDEF mt_status mt_scheduler_ddim_variance(const mt_scheduler *s, int timestep, int prev_timestep, float *variance);
+
 /* ======================================================================
    SECTION files: safetensors and images
    ====================================================================== */
@@ -1286,6 +1426,24 @@ static double mt__gen_normal_d(mt_generator *g, double mean, double std) {
     return fma(r * cos(theta), std, mean);
 }
 
+/* fmaf(a, b, c), correctly rounded, without relying on a fast libm fmaf:
+   a * b is exact in double, so (double)a * b + c rounds once to double and
+   once more to float; the second rounding can only go wrong when the double
+   lands exactly on a float midpoint (the 29 low mantissa bits 1000...0) or
+   outside the normal float range, and then the libm fmaf decides. */
+static float mt__fmaf(float a, float b, float c) {
+#if defined(FP_FAST_FMAF) || defined(__FMA__)
+    return fmaf(a, b, c);
+#else
+    double d = (double)a * (double)b + (double)c, ad = fabs(d);
+    uint64_t u;
+    memcpy(&u, &d, sizeof u);
+    if ((u & 0x1fffffffu) == 0x10000000u || (ad != 0.0 && (ad < 1.1754943508222875e-38 || ad > 3.4e38)))
+        return fmaf(a, b, c);
+    return (float)d;
+#endif
+}
+
 /* Single-precision log and sin/cos as PyTorch's AVX2 normal kernel evaluates
    them (the Cephes polynomials, ATen/native/cpu/avx_mathfun.h): every step
    is one rounded float operation, in the same order, so the scalar result
@@ -1307,18 +1465,18 @@ static float mt__cephes_logf(float x) {
     e = e - (below ? 1.0f : 0.0f);
     x = x + t;
     z = x * x;
-    y = fmaf((float)7.0376836292E-2, x, (float)-1.1514610310E-1);
-    y = fmaf(y, x, (float)1.1676998740E-1);
-    y = fmaf(y, x, (float)-1.2420140846E-1);
-    y = fmaf(y, x, (float)1.4249322787E-1);
-    y = fmaf(y, x, (float)-1.6668057665E-1);
-    y = fmaf(y, x, (float)2.0000714765E-1);
-    y = fmaf(y, x, (float)-2.4999993993E-1);
-    y = fmaf(y, x, (float)3.3333331174E-1);
+    y = mt__fmaf((float)7.0376836292E-2, x, (float)-1.1514610310E-1);
+    y = mt__fmaf(y, x, (float)1.1676998740E-1);
+    y = mt__fmaf(y, x, (float)-1.2420140846E-1);
+    y = mt__fmaf(y, x, (float)1.4249322787E-1);
+    y = mt__fmaf(y, x, (float)-1.6668057665E-1);
+    y = mt__fmaf(y, x, (float)2.0000714765E-1);
+    y = mt__fmaf(y, x, (float)-2.4999993993E-1);
+    y = mt__fmaf(y, x, (float)3.3333331174E-1);
     y = y * x;
-    y = fmaf(y, z, e * (float)-2.12194440e-4);
-    y = fmaf(z, -0.5f, y);
-    return fmaf(e, (float)0.693359375, x + y);
+    y = mt__fmaf(y, z, e * (float)-2.12194440e-4);
+    y = mt__fmaf(z, -0.5f, y);
+    return mt__fmaf(e, (float)0.693359375, x + y);
 }
 
 static void mt__cephes_sincosf(float x, float *s, float *c) {
@@ -1333,19 +1491,19 @@ static void mt__cephes_sincosf(float x, float *s, float *c) {
     sign_sin ^= (uint32_t)(j & 4) << 29;
     sign_cos = (uint32_t)(~(j - 2) & 4) << 29;
     /* x - y * pi/4 in three pieces */
-    x = fmaf(y, (float)-0.78515625, x);
-    x = fmaf(y, (float)-2.4187564849853515625e-4, x);
-    x = fmaf(y, (float)-3.77489497744594108e-8, x);
+    x = mt__fmaf(y, (float)-0.78515625, x);
+    x = mt__fmaf(y, (float)-2.4187564849853515625e-4, x);
+    x = mt__fmaf(y, (float)-3.77489497744594108e-8, x);
     z = x * x;
-    p1 = fmaf((float)2.443315711809948E-005, z, (float)-1.388731625493765E-003); /* cos */
-    p1 = fmaf(p1, z, (float)4.166664568298827E-002);
+    p1 = mt__fmaf((float)2.443315711809948E-005, z, (float)-1.388731625493765E-003); /* cos */
+    p1 = mt__fmaf(p1, z, (float)4.166664568298827E-002);
     p1 = p1 * z;
-    p1 = fmaf(p1, z, -(z * 0.5f));
+    p1 = mt__fmaf(p1, z, -(z * 0.5f));
     p1 = p1 + 1.0f;
-    p2 = fmaf((float)-1.9515295891E-4, z, (float)8.3321608736E-3); /* sin */
-    p2 = fmaf(p2, z, (float)-1.6666654611E-1);
+    p2 = mt__fmaf((float)-1.9515295891E-4, z, (float)8.3321608736E-3); /* sin */
+    p2 = mt__fmaf(p2, z, (float)-1.6666654611E-1);
     p2 = p2 * z;
-    p2 = fmaf(p2, x, x);
+    p2 = mt__fmaf(p2, x, x);
     if ((j & 2) == 0) {
         ps = 0.0f + p2;
         pc = p1 + 0.0f;
@@ -1365,8 +1523,8 @@ static void mt__normal_fill16(float *d, float mean, float std) {
         radius = sqrtf(-2.0f * mt__cephes_logf(u1));
         theta = (float)(2.0 * 3.14159265358979323846) * u2;
         mt__cephes_sincosf(theta, &s, &c);
-        d[j] = fmaf(radius * c, std, mean);
-        d[j + 8] = fmaf(radius * s, std, mean);
+        d[j] = mt__fmaf(radius * c, std, mean);
+        d[j + 8] = mt__fmaf(radius * s, std, mean);
     }
 }
 
@@ -1403,7 +1561,7 @@ static void mt__rand_fill(mt_generator *g, float *d, int64_t n, const mt__rand_a
         mt__normal_fill(g, d, n, a->a, a->b);
     } else if (a->kind == MT__RAND_UNIFORM) {
         float from = (float)a->a, to = (float)a->b, span = to - from;
-        for (i = 0; i < n; i++) d[i] = fmaf(mt__gen_uniform_f(g), span, from);
+        for (i = 0; i < n; i++) d[i] = mt__fmaf(mt__gen_uniform_f(g), span, from);
     } else {
         for (i = 0; i < n; i++) d[i] = (float)((int64_t)(mt__gen_u32(g) % a->range) + a->low);
     }
@@ -1540,6 +1698,1025 @@ MTDEF mt_status mt_randn_batch(mt_tensor *out, mt_generator *gens, int n_gens, i
 /* ======================================================================
    IMPLEMENTATION SECTION schedulers
    ====================================================================== */
+
+/* Sources: diffusers src/diffusers/schedulers/scheduling_euler_discrete.py,
+   scheduling_euler_ancestral_discrete.py, scheduling_ddim.py and
+   scheduling_dpmsolver_multistep.py (0.40.0.dev0, commit 58eb52c080).
+   Where diffusers computes with numpy float64 this code uses double; where
+   it computes with torch float32 tensors it uses float, one rounded
+   operation per torch operation, in torch's order. */
+
+enum { MT__SO_BETA, MT__SO_PRED, MT__SO_SPACING, MT__SO_FINAL, MT__SO_ALGO, MT__SO_SOLVER, MT__SO_REQ_STEPS };
+enum { MT__BETA_LINEAR, MT__BETA_SCALED, MT__BETA_COS };
+enum { MT__PRED_EPS, MT__PRED_V, MT__PRED_SAMPLE };
+enum { MT__SPACE_LINSPACE, MT__SPACE_LEADING, MT__SPACE_TRAILING };
+enum { MT__FINAL_ZERO, MT__FINAL_SIGMA_MIN };
+enum { MT__ALGO_DPMPP, MT__ALGO_DPM, MT__ALGO_SDE_DPMPP };
+enum { MT__SOLVER_MIDPOINT, MT__SOLVER_HEUN };
+
+static const char *const mt__sched_beta_names[] = {"linear", "scaled_linear", "squaredcos_cap_v2", NULL};
+static const char *const mt__sched_pred_names[] = {"epsilon", "v_prediction", "sample", NULL};
+static const char *const mt__sched_spacing_names[] = {"linspace", "leading", "trailing", NULL};
+static const char *const mt__sched_final_names[] = {"zero", "sigma_min", NULL};
+static const char *const mt__sched_algo_names[] = {"dpmsolver++", "dpmsolver", "sde-dpmsolver++", NULL};
+static const char *const mt__sched_solver_names[] = {"midpoint", "heun", NULL};
+
+static const char *const mt__sched_kind_names[] = {"(none)", "EulerDiscreteScheduler",
+                                                   "EulerAncestralDiscreteScheduler", "DDIMScheduler",
+                                                   "DPMSolverMultistepScheduler"};
+
+MTDEF const char *mt_scheduler_kind_name(mt_scheduler_kind kind) {
+    return (unsigned)kind < MT_SCHEDULER_KIND_COUNT ? mt__sched_kind_names[kind] : "unknown";
+}
+
+MTDEF mt_status mt_scheduler_kind_from_name(const char *name, mt_scheduler_kind *kind) {
+    static const struct {
+        const char *name;
+        mt_scheduler_kind kind;
+    } table[] = {{"EulerDiscreteScheduler", MT_SCHEDULER_EULER},
+                 {"euler", MT_SCHEDULER_EULER},
+                 {"EulerAncestralDiscreteScheduler", MT_SCHEDULER_EULER_ANCESTRAL},
+                 {"euler_a", MT_SCHEDULER_EULER_ANCESTRAL},
+                 {"DDIMScheduler", MT_SCHEDULER_DDIM},
+                 {"ddim", MT_SCHEDULER_DDIM},
+                 {"DPMSolverMultistepScheduler", MT_SCHEDULER_DPMSOLVER_MULTISTEP},
+                 {"dpm", MT_SCHEDULER_DPMSOLVER_MULTISTEP},
+                 {"dpm++2m", MT_SCHEDULER_DPMSOLVER_MULTISTEP}};
+    size_t i;
+    if (!name || !kind) return MT__FAIL(MT_ERR_ARGUMENT, "name or result is NULL");
+    for (i = 0; i < sizeof table / sizeof table[0]; i++) {
+        if (strcmp(name, table[i].name) == 0) {
+            *kind = table[i].kind;
+            return MT_OK;
+        }
+    }
+    return MT__FAIL(MT_ERR_ARGUMENT,
+                    "unknown scheduler '%s' (expected euler, euler_a, ddim, dpm, dpm++2m or a diffusers class name: "
+                    "EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, DDIMScheduler, "
+                    "DPMSolverMultistepScheduler)",
+                    name);
+}
+
+/* Looks `value` up in a NULL-terminated list; NULL picks `def`. */
+static mt_status mt__sched_pick(const char *field, const char *value, const char *const *names, int def,
+                                const char **resolved, int *code) {
+    int i;
+    char expected[160];
+    size_t n = 0;
+    if (!value) {
+        *code = def;
+        *resolved = names[def];
+        return MT_OK;
+    }
+    for (i = 0; names[i]; i++) {
+        if (strcmp(value, names[i]) == 0) {
+            *code = i;
+            *resolved = names[i];
+            return MT_OK;
+        }
+    }
+    expected[0] = '\0';
+    for (i = 0; names[i]; i++) {
+        int w = snprintf(expected + n, sizeof expected - n, "%s\"%s\"", i ? (names[i + 1] ? ", " : " or ") : "",
+                         names[i]);
+        if (w > 0 && (size_t)w < sizeof expected - n) n += (size_t)w;
+    }
+    return mt__fail(MT_ERR_ARGUMENT, "mt_scheduler_init", "unknown %s \"%s\" (expected %s)", field, value, expected);
+}
+
+static int mt__sched_flag(mt_sched_flag f, int def) { return f == MT_SCHED_DEFAULT ? def : f == MT_SCHED_TRUE; }
+
+/* torch.linspace(start, end, n, dtype=float32) on the CPU as PyTorch 1.13's
+   AVX2 kernel computes it (RangeFactoriesKernel.cpp): float step; each block
+   of 8 starts at start + step * i (end - step * (n - 1 - i) past halfway),
+   fused multiply-add, and the lanes add k * step to that base unfused; the
+   last n % 16 values are computed one by one with the fused form. */
+static void mt__sched_torch_linspace(float *out, double start_d, double end_d, int n) {
+    float start = (float)start_d, end = (float)end_d, step;
+    int half = n / 2, i = 0, v, k;
+    if (n == 1) {
+        out[0] = start;
+        return;
+    }
+    step = (end - start) / (float)(n - 1);
+    for (; i <= n - 16; i += 16) {
+        for (v = 0; v < 2; v++) {
+            int idx = i + 8 * v;
+            float base = idx < half ? fmaf(step, (float)idx, start) : fmaf(-step, (float)(n - idx - 1), end);
+            for (k = 0; k < 8; k++) out[idx + k] = base + (float)k * step;
+        }
+    }
+    for (; i < n; i++) out[i] = i < half ? fmaf(step, (float)i, start) : fmaf(-step, (float)(n - i - 1), end);
+}
+
+/* numpy.linspace(start, stop, num) in float64 */
+static void mt__np_linspace(double *out, double start, double stop, int num) {
+    int i;
+    if (num == 1) {
+        out[0] = start;
+        return;
+    }
+    for (i = 0; i < num; i++) out[i] = (double)i * ((stop - start) / (double)(num - 1)) + start;
+    out[num - 1] = stop;
+}
+
+/* numpy.arange(start, stop, step) in float64: length ceil((stop - start) /
+   step), values start + i * ((start + step) - start). Returns the length. */
+static int mt__np_arange(double *out, double start, double stop, double step, int cap) {
+    double len = ceil((stop - start) / step), delta = (start + step) - start;
+    int n = len > 0 ? (int)len : 0, i;
+    if (n > cap) n = cap;
+    for (i = 0; i < n; i++) out[i] = i == 0 ? start : (i == 1 ? start + step : start + (double)i * delta);
+    return n;
+}
+
+/* numpy.interp(x, arange(len(fp)), fp) */
+static double mt__np_interp(double x, const float *fp, int n) {
+    int j;
+    double slope;
+    if (x <= 0.0) return fp[0];
+    if (x >= (double)(n - 1)) return fp[n - 1];
+    j = (int)floor(x);
+    slope = ((double)fp[j + 1] - (double)fp[j]) / 1.0;
+    return slope * (x - (double)j) + (double)fp[j];
+}
+
+/* diffusers' _sigma_to_t: position of log(sigma) in the increasing float32
+   table log_sigmas, linearly interpolated. As numpy 1.x evaluates it: the
+   float64 log(sigma) meets float32 arrays and is demoted to float32
+   (value-based casting), so the comparisons and the weight are float32;
+   only the final blend of the two indices is float64. */
+static double mt__sched_sigma_to_t(double sigma, const float *log_sigmas, int n) {
+    float ls = (float)log(sigma > 1e-10 ? sigma : 1e-10), low, high, w;
+    int lo = -1, i;
+    for (i = 0; i < n; i++)
+        if (ls - log_sigmas[i] >= 0.0f) lo = i;
+    if (lo < 0) lo = 0;
+    if (lo > n - 2) lo = n - 2;
+    low = log_sigmas[lo];
+    high = log_sigmas[lo + 1];
+    w = (low - ls) / (low - high);
+    if (w < 0.0f) w = 0.0f;
+    if (w > 1.0f) w = 1.0f;
+    return (double)(1.0f - w) * (double)lo + (double)w * (double)(lo + 1);
+}
+
+/* Karras et al. (2022) sigmas between sigma_max and sigma_min, rho = 7 */
+static void mt__sched_karras(double *out, double sigma_min, double sigma_max, int n) {
+    double min_inv = pow(sigma_min, 1.0 / 7.0), max_inv = pow(sigma_max, 1.0 / 7.0);
+    int i;
+    mt__np_linspace(out, 0.0, 1.0, n);
+    for (i = 0; i < n; i++) out[i] = pow(max_inv + out[i] * (min_inv - max_inv), 7.0);
+}
+
+static float mt__sched_train_sigma(const mt_scheduler *s, int j) {
+    float a = s->alphas_cumprod[j];
+    return sqrtf((1.0f - a) / a);
+}
+
+MTDEF void mt_scheduler_free(mt_scheduler *s) {
+    int i;
+    if (!s) return;
+    MT_FREE(s->alphas_cumprod);
+    MT_FREE(s->timesteps);
+    MT_FREE(s->sigmas);
+    for (i = 0; i < MT_SCHEDULER_MAX_ORDER; i++) mt_release(&s->model_outputs[i]);
+    memset(s, 0, sizeof *s);
+    s->step_index = -1;
+    s->begin_index = -1;
+}
+
+static void mt__sched_reset_run(mt_scheduler *s) {
+    int i;
+    s->step_index = -1;
+    s->begin_index = -1;
+    s->lower_order_nums = 0;
+    for (i = 0; i < MT_SCHEDULER_MAX_ORDER; i++) mt_release(&s->model_outputs[i]);
+}
+
+MTDEF mt_status mt_scheduler_init(mt_scheduler *s, const mt_scheduler_config *config) {
+    mt_scheduler_config c;
+    mt_status st;
+    int n, j, *o;
+    float *betas;
+    double acc;
+    if (!s) return MT__FAIL(MT_ERR_ARGUMENT, "scheduler is NULL");
+    memset(s, 0, sizeof *s);
+    s->step_index = -1;
+    s->begin_index = -1;
+    if (!config) return MT__FAIL(MT_ERR_ARGUMENT, "config is NULL");
+    c = *config;
+    o = s->kind_opts;
+    if (c.kind <= MT_SCHEDULER_NONE || c.kind >= MT_SCHEDULER_KIND_COUNT)
+        return MT__FAIL(MT_ERR_ARGUMENT, "config.kind %d is not a scheduler (set MT_SCHEDULER_EULER, ...)",
+                        (int)c.kind);
+    if (c.num_train_timesteps == 0) c.num_train_timesteps = 1000;
+    if (c.num_train_timesteps < 2 || c.num_train_timesteps > 1000000)
+        return MT__FAIL(MT_ERR_ARGUMENT, "num_train_timesteps %d outside [2, 1000000]", c.num_train_timesteps);
+    if (c.beta_start == 0) c.beta_start = 0.0001;
+    if (c.beta_end == 0) c.beta_end = 0.02;
+    if (!(c.beta_start > 0 && c.beta_start < 1) || !(c.beta_end > 0 && c.beta_end < 1))
+        return MT__FAIL(MT_ERR_ARGUMENT, "beta_start %g and beta_end %g must lie in (0, 1)", c.beta_start, c.beta_end);
+    if (c.steps_offset < 0 || c.steps_offset >= c.num_train_timesteps)
+        return MT__FAIL(MT_ERR_ARGUMENT, "steps_offset %d outside [0, %d)", c.steps_offset, c.num_train_timesteps);
+    if ((st = mt__sched_pick("beta_schedule", c.beta_schedule, mt__sched_beta_names, 0, &c.beta_schedule,
+                             &o[MT__SO_BETA])) != MT_OK ||
+        (st = mt__sched_pick("prediction_type", c.prediction_type, mt__sched_pred_names, 0, &c.prediction_type,
+                             &o[MT__SO_PRED])) != MT_OK ||
+        (st = mt__sched_pick("timestep_spacing", c.timestep_spacing, mt__sched_spacing_names,
+                             c.kind == MT_SCHEDULER_DDIM ? MT__SPACE_LEADING : MT__SPACE_LINSPACE,
+                             &c.timestep_spacing, &o[MT__SO_SPACING])) != MT_OK ||
+        (st = mt__sched_pick("final_sigmas_type", c.final_sigmas_type, mt__sched_final_names, 0,
+                             &c.final_sigmas_type, &o[MT__SO_FINAL])) != MT_OK ||
+        (st = mt__sched_pick("algorithm_type", c.algorithm_type, mt__sched_algo_names, 0, &c.algorithm_type,
+                             &o[MT__SO_ALGO])) != MT_OK ||
+        (st = mt__sched_pick("solver_type", c.solver_type, mt__sched_solver_names, 0, &c.solver_type,
+                             &o[MT__SO_SOLVER])) != MT_OK)
+        return st;
+    if (c.kind == MT_SCHEDULER_EULER_ANCESTRAL && o[MT__SO_PRED] == MT__PRED_SAMPLE)
+        return MT__FAIL(MT_ERR_UNSUPPORTED, "prediction_type \"sample\" is not implemented by %s (as in diffusers)",
+                        mt_scheduler_kind_name(c.kind));
+    c.use_karras_sigmas = mt__sched_flag(c.use_karras_sigmas, 0) ? MT_SCHED_TRUE : MT_SCHED_FALSE;
+    c.set_alpha_to_one = mt__sched_flag(c.set_alpha_to_one, 1) ? MT_SCHED_TRUE : MT_SCHED_FALSE;
+    c.clip_sample = mt__sched_flag(c.clip_sample, 1) ? MT_SCHED_TRUE : MT_SCHED_FALSE;
+    c.thresholding = mt__sched_flag(c.thresholding, 0) ? MT_SCHED_TRUE : MT_SCHED_FALSE;
+    c.lower_order_final = mt__sched_flag(c.lower_order_final, 1) ? MT_SCHED_TRUE : MT_SCHED_FALSE;
+    c.euler_at_final = mt__sched_flag(c.euler_at_final, 0) ? MT_SCHED_TRUE : MT_SCHED_FALSE;
+    if (c.clip_sample_range == 0) c.clip_sample_range = 1.0;
+    if (c.dynamic_thresholding_ratio == 0) c.dynamic_thresholding_ratio = 0.995;
+    if (c.sample_max_value == 0) c.sample_max_value = 1.0;
+    if (c.solver_order == 0) c.solver_order = 2;
+    if (!(c.clip_sample_range > 0) || !(c.dynamic_thresholding_ratio > 0 && c.dynamic_thresholding_ratio <= 1) ||
+        !(c.sample_max_value > 0))
+        return MT__FAIL(MT_ERR_ARGUMENT,
+                        "clip_sample_range %g and sample_max_value %g must be > 0, dynamic_thresholding_ratio %g in "
+                        "(0, 1]",
+                        c.clip_sample_range, c.sample_max_value, c.dynamic_thresholding_ratio);
+    if (c.kind == MT_SCHEDULER_DPMSOLVER_MULTISTEP) {
+        if (c.solver_order < 1 || c.solver_order > MT_SCHEDULER_MAX_ORDER)
+            return MT__FAIL(MT_ERR_ARGUMENT, "solver_order %d outside [1, %d]", c.solver_order, MT_SCHEDULER_MAX_ORDER);
+        if (o[MT__SO_ALGO] == MT__ALGO_DPM && o[MT__SO_FINAL] == MT__FINAL_ZERO)
+            return MT__FAIL(MT_ERR_ARGUMENT,
+                            "final_sigmas_type \"zero\" is not supported for algorithm_type \"dpmsolver\"; "
+                            "choose \"sigma_min\" (as diffusers)");
+    }
+
+    n = c.num_train_timesteps;
+    s->alphas_cumprod = (float *)MT_MALLOC((size_t)n * sizeof(float));
+    betas = (float *)MT_MALLOC((size_t)n * sizeof(float));
+    if (!s->alphas_cumprod || !betas) {
+        MT_FREE(betas);
+        mt_scheduler_free(s);
+        return MT__FAIL(MT_ERR_MEMORY, "cannot allocate the schedule of %d timesteps", n);
+    }
+    if (o[MT__SO_BETA] == MT__BETA_LINEAR) {
+        mt__sched_torch_linspace(betas, c.beta_start, c.beta_end, n);
+    } else if (o[MT__SO_BETA] == MT__BETA_SCALED) {
+        mt__sched_torch_linspace(betas, pow(c.beta_start, 0.5), pow(c.beta_end, 0.5), n);
+        for (j = 0; j < n; j++) betas[j] = betas[j] * betas[j];
+    } else {
+        /* betas_for_alpha_bar, cosine: float64, then a float32 tensor */
+        for (j = 0; j < n; j++) {
+            double t1 = (double)j / n, t2 = (double)(j + 1) / n;
+            double a1 = cos((t1 + 0.008) / 1.008 * 3.14159265358979323846 / 2);
+            double a2 = cos((t2 + 0.008) / 1.008 * 3.14159265358979323846 / 2);
+            double b = 1 - (a2 * a2) / (a1 * a1);
+            betas[j] = (float)(b < 0.999 ? b : 0.999);
+        }
+    }
+    /* alphas = 1 - betas (float32); torch.cumprod accumulates in double */
+    for (acc = 1.0, j = 0; j < n; j++) {
+        float beta = betas[j];
+        if (!(beta >= 0.0f && beta < 1.0f)) {
+            MT_FREE(betas);
+            mt_scheduler_free(s);
+            return MT__FAIL(MT_ERR_ARGUMENT, "the %s schedule from %g to %g gives beta[%d] = %g outside [0, 1)",
+                            c.beta_schedule, c.beta_start, c.beta_end, j, (double)beta);
+        }
+        acc *= (double)(1.0f - beta);
+        s->alphas_cumprod[j] = (float)acc;
+    }
+    MT_FREE(betas);
+    s->config = c;
+    s->num_train_timesteps = n;
+    s->final_alpha_cumprod = c.set_alpha_to_one == MT_SCHED_TRUE ? 1.0f : s->alphas_cumprod[0];
+    s->eta = 0.0;
+    if (c.kind == MT_SCHEDULER_EULER || c.kind == MT_SCHEDULER_EULER_ANCESTRAL) {
+        /* before set_timesteps diffusers' sigmas are the training sigmas */
+        float mx = mt__sched_train_sigma(s, n - 1);
+        s->init_noise_sigma = o[MT__SO_SPACING] == MT__SPACE_LEADING ? sqrtf(mx * mx + 1.0f) : mx;
+    } else {
+        s->init_noise_sigma = 1.0f;
+    }
+    return MT_OK;
+}
+
+MTDEF mt_status mt_scheduler_set_timesteps(mt_scheduler *s, int num_inference_steps) {
+    int N, n = num_inference_steps, L = 0, i, kind, spacing;
+    double *ts = NULL, *sg = NULL;
+    float *log_sigmas = NULL, *train = NULL;
+    if (!s || !s->alphas_cumprod) return MT__FAIL(MT_ERR_ARGUMENT, "scheduler is not initialised");
+    N = s->num_train_timesteps;
+    kind = s->config.kind;
+    spacing = s->kind_opts[MT__SO_SPACING];
+    if (n < 1 || n > N)
+        return MT__FAIL(MT_ERR_ARGUMENT, "num_inference_steps %d outside [1, num_train_timesteps = %d]", n, N);
+    ts = (double *)MT_MALLOC((size_t)(N + 2) * sizeof(double));
+    sg = (double *)MT_MALLOC((size_t)(N + 2) * sizeof(double));
+    train = (float *)MT_MALLOC((size_t)N * sizeof(float));
+    log_sigmas = (float *)MT_MALLOC((size_t)N * sizeof(float));
+    if (!ts || !sg || !train || !log_sigmas) {
+        MT_FREE(ts);
+        MT_FREE(sg);
+        MT_FREE(train);
+        MT_FREE(log_sigmas);
+        return MT__FAIL(MT_ERR_MEMORY, "cannot allocate %d timesteps", n);
+    }
+    for (i = 0; i < N; i++) {
+        train[i] = mt__sched_train_sigma(s, i);
+        log_sigmas[i] = logf(train[i]);
+    }
+
+    /* timesteps, descending */
+    if (kind == MT_SCHEDULER_DPMSOLVER_MULTISTEP) {
+        int last = N; /* lambda_min_clipped = -inf */
+        if (spacing == MT__SPACE_LINSPACE) {
+            mt__np_linspace(sg, 0.0, (double)(last - 1), n + 1);
+            for (i = 0; i < n; i++) ts[i] = rint(sg[n - i]);
+        } else if (spacing == MT__SPACE_LEADING) {
+            int ratio = last / (n + 1);
+            for (i = 0; i < n; i++) ts[i] = (double)((n - i) * ratio + s->config.steps_offset);
+        } else {
+            L = mt__np_arange(ts, (double)last, 0.0, -((double)N / n), N + 1);
+            for (i = 0; i < L; i++) ts[i] = rint(ts[i]) - 1;
+        }
+    } else if (kind == MT_SCHEDULER_DDIM) {
+        if (spacing == MT__SPACE_LINSPACE) {
+            mt__np_linspace(sg, 0.0, (double)(N - 1), n);
+            for (i = 0; i < n; i++) ts[i] = rint(sg[n - 1 - i]);
+        } else if (spacing == MT__SPACE_LEADING) {
+            int ratio = N / n;
+            for (i = 0; i < n; i++) ts[i] = (double)((n - 1 - i) * ratio + s->config.steps_offset);
+        } else {
+            L = mt__np_arange(ts, (double)N, 0.0, -((double)N / n), N + 1);
+            for (i = 0; i < L; i++) ts[i] = rint(ts[i]) - 1;
+        }
+    } else {
+        /* Euler, Euler ancestral: float32 timesteps */
+        if (spacing == MT__SPACE_LINSPACE) {
+            mt__np_linspace(sg, 0.0, (double)(N - 1), n);
+            for (i = 0; i < n; i++) ts[i] = (float)sg[n - 1 - i];
+        } else if (spacing == MT__SPACE_LEADING) {
+            int ratio = N / n;
+            for (i = 0; i < n; i++) ts[i] = (float)((n - 1 - i) * ratio) + (float)s->config.steps_offset;
+        } else {
+            L = mt__np_arange(ts, (double)N, 0.0, -((double)N / n), N + 1);
+            for (i = 0; i < L; i++) ts[i] = (float)rint(ts[i]) - 1.0f;
+        }
+    }
+    if (spacing != MT__SPACE_TRAILING) L = n;
+    if (kind == MT_SCHEDULER_DDIM) {
+        for (i = 0; i < L; i++) {
+            if (ts[i] > N - 1 || ts[i] < 0) {
+                double bad = ts[i];
+                MT_FREE(ts);
+                MT_FREE(sg);
+                MT_FREE(train);
+                MT_FREE(log_sigmas);
+                return MT__FAIL(MT_ERR_ARGUMENT, "timestep %g (steps_offset %d) is outside [0, %d)", bad,
+                                s->config.steps_offset, N);
+            }
+        }
+    }
+
+    /* sigmas (not DDIM) */
+    if (kind != MT_SCHEDULER_DDIM) {
+        int karras = s->config.use_karras_sigmas == MT_SCHED_TRUE && kind != MT_SCHEDULER_EULER_ANCESTRAL;
+        for (i = 0; i < L; i++) sg[i] = mt__np_interp(ts[i], train, N);
+        if (karras && kind == MT_SCHEDULER_EULER) {
+            double smin = sg[L - 1], smax = sg[0];
+            L = n;
+            mt__sched_karras(sg, smin, smax, L);
+            for (i = 0; i < L; i++) ts[i] = (float)mt__sched_sigma_to_t(sg[i], log_sigmas, N);
+        } else if (karras) {
+            L = n;
+            mt__sched_karras(sg, (double)train[0], (double)train[N - 1], L);
+            for (i = 0; i < L; i++) {
+                double t = mt__sched_sigma_to_t(sg[i], log_sigmas, N);
+                ts[i] = s->kind_opts[MT__SO_BETA] == MT__BETA_COS ? trunc(t) : rint(t);
+            }
+        }
+        if (kind == MT_SCHEDULER_EULER_ANCESTRAL || s->kind_opts[MT__SO_FINAL] == MT__FINAL_ZERO)
+            sg[L] = 0.0;
+        else
+            sg[L] = (double)mt__sched_train_sigma(s, 0);
+    }
+
+    MT_FREE(s->timesteps);
+    MT_FREE(s->sigmas);
+    s->timesteps = (float *)MT_MALLOC((size_t)(L > 0 ? L : 1) * sizeof(float));
+    s->sigmas = kind != MT_SCHEDULER_DDIM ? (float *)MT_MALLOC((size_t)(L + 1) * sizeof(float)) : NULL;
+    if (!s->timesteps || (kind != MT_SCHEDULER_DDIM && !s->sigmas)) {
+        MT_FREE(s->timesteps);
+        MT_FREE(s->sigmas);
+        s->timesteps = s->sigmas = NULL;
+        s->num_inference_steps = 0;
+        MT_FREE(ts);
+        MT_FREE(sg);
+        MT_FREE(train);
+        MT_FREE(log_sigmas);
+        return MT__FAIL(MT_ERR_MEMORY, "cannot allocate %d timesteps", L);
+    }
+    for (i = 0; i < L; i++) s->timesteps[i] = (float)ts[i];
+    s->num_inference_steps = L;
+    if (s->sigmas) {
+        float mx = 0.0f;
+        for (i = 0; i <= L; i++) {
+            s->sigmas[i] = (float)sg[i];
+            if (s->sigmas[i] > mx) mx = s->sigmas[i];
+        }
+        if (kind == MT_SCHEDULER_DPMSOLVER_MULTISTEP)
+            s->init_noise_sigma = 1.0f;
+        else
+            s->init_noise_sigma = spacing == MT__SPACE_LEADING ? sqrtf(mx * mx + 1.0f) : mx;
+    }
+    s->kind_opts[MT__SO_REQ_STEPS] = n;
+    mt__sched_reset_run(s);
+    MT_FREE(ts);
+    MT_FREE(sg);
+    MT_FREE(train);
+    MT_FREE(log_sigmas);
+    return MT_OK;
+}
+
+MTDEF mt_status mt_scheduler_set_begin_index(mt_scheduler *s, int begin_index) {
+    if (!s || !s->timesteps) return MT__FAIL(MT_ERR_ARGUMENT, "call mt_scheduler_set_timesteps first");
+    if (begin_index < 0 || begin_index > s->num_inference_steps)
+        return MT__FAIL(MT_ERR_ARGUMENT, "begin index %d outside [0, %d]", begin_index, s->num_inference_steps);
+    s->begin_index = begin_index;
+    return MT_OK;
+}
+
+MTDEF mt_status mt_scheduler_img2img_timesteps(mt_scheduler *s, double strength, int *t_start, int *count) {
+    int n, init, start;
+    if (!s || !s->timesteps) return MT__FAIL(MT_ERR_ARGUMENT, "call mt_scheduler_set_timesteps first");
+    if (!(strength >= 0.0 && strength <= 1.0))
+        return MT__FAIL(MT_ERR_ARGUMENT, "strength %g outside [0, 1]", strength);
+    n = s->num_inference_steps;
+    init = (int)((double)n * strength);
+    if (init > n) init = n;
+    start = n - init > 0 ? n - init : 0;
+    s->begin_index = start;
+    if (t_start) *t_start = start;
+    if (count) *count = n - start;
+    return MT_OK;
+}
+
+MTDEF mt_status mt_scheduler_ddim_variance(const mt_scheduler *s, int timestep, int prev_timestep, float *variance) {
+    float apt, aptp, bpt, bptp;
+    if (!s || !s->alphas_cumprod || !variance) return MT__FAIL(MT_ERR_ARGUMENT, "scheduler or result is NULL");
+    if (timestep < 0 || timestep >= s->num_train_timesteps || prev_timestep >= s->num_train_timesteps)
+        return MT__FAIL(MT_ERR_ARGUMENT, "timesteps %d, %d outside [0, %d)", timestep, prev_timestep,
+                        s->num_train_timesteps);
+    apt = s->alphas_cumprod[timestep];
+    aptp = prev_timestep >= 0 ? s->alphas_cumprod[prev_timestep] : s->final_alpha_cumprod;
+    bpt = 1.0f - apt;
+    bptp = 1.0f - aptp;
+    *variance = bptp / bpt * (1.0f - apt / aptp);
+    return MT_OK;
+}
+
+/* index_for_timestep: the first match, the second when there are several
+   (so image-to-image starting mid-schedule takes the right one); DPM falls
+   back to the last index when nothing matches. */
+static mt_status mt__sched_index_for(const char *func, const mt_scheduler *s, double timestep, int *index) {
+    int i, count = 0, first = -1, second = -1;
+    float t = (float)timestep;
+    for (i = 0; i < s->num_inference_steps; i++) {
+        if (s->timesteps[i] == t) {
+            if (count == 0) first = i;
+            if (count == 1) second = i;
+            count++;
+        }
+    }
+    if (count == 0) {
+        if (s->config.kind == MT_SCHEDULER_DPMSOLVER_MULTISTEP) {
+            *index = s->num_inference_steps - 1;
+            return MT_OK;
+        }
+        return mt__fail(MT_ERR_ARGUMENT, func, "timestep %g is not one of the scheduler's %d timesteps", timestep,
+                        s->num_inference_steps);
+    }
+    *index = count > 1 ? second : first;
+    return MT_OK;
+}
+
+static mt_status mt__sched_init_step(const char *func, mt_scheduler *s, double timestep) {
+    if (s->step_index >= 0) return MT_OK;
+    if (s->begin_index >= 0) {
+        s->step_index = s->begin_index;
+        return MT_OK;
+    }
+    return mt__sched_index_for(func, s, timestep, &s->step_index);
+}
+
+/* Output of an element-wise scheduler op: written in place when `out` is
+   contiguous (it may alias an input: element i is read before it is
+   written), through a temporary when it is a strided view. */
+typedef struct mt__sched_out {
+    mt_tensor tmp;
+    float *dst;
+    int allocated;
+} mt__sched_out;
+
+static mt_status mt__sched_out_begin(const char *func, mt_tensor *out, const mt_tensor *like, mt__sched_out *o) {
+    mt_status st;
+    memset(o, 0, sizeof *o);
+    if (!out) return mt__fail(MT_ERR_ARGUMENT, func, "output tensor is NULL");
+    o->allocated = out->data == NULL;
+    st = mt__prepare_out(func, out, MT_F32, like->ndim, like->shape);
+    if (st != MT_OK) return st;
+    if (mt_is_contiguous(out)) {
+        o->dst = (float *)out->data;
+        return MT_OK;
+    }
+    st = mt__prepare_out(func, &o->tmp, MT_F32, like->ndim, like->shape);
+    if (st != MT_OK) {
+        if (o->allocated) mt_release(out);
+        return st;
+    }
+    o->dst = (float *)o->tmp.data;
+    return MT_OK;
+}
+
+static mt_status mt__sched_out_end(mt_tensor *out, mt__sched_out *o, mt_status st) {
+    if (st == MT_OK && o->tmp.data) st = mt_copy(out, &o->tmp);
+    mt_release(&o->tmp);
+    if (st != MT_OK && o->allocated) mt_release(out);
+    return st;
+}
+
+/* Contiguous float32 views of the inputs (shared when already contiguous). */
+static mt_status mt__sched_inputs(const char *func, const mt_tensor *a, const mt_tensor *b, mt_tensor *ca,
+                                  mt_tensor *cb) {
+    mt_status st;
+    if (!a || !a->data || (b && !b->data)) return mt__fail(MT_ERR_ARGUMENT, func, "input tensor is NULL or empty");
+    if (a->dtype != MT_F32 || (b && b->dtype != MT_F32))
+        return mt__fail(MT_ERR_DTYPE, func, "inputs must be float32 (got %s%s%s)", mt_dtype_name(a->dtype),
+                        b ? ", " : "", b ? mt_dtype_name(b->dtype) : "");
+    if (b && !mt_same_shape(a, b)) {
+        char sa[160], sb[160];
+        mt__shape_fmt(sa, sizeof sa, a->ndim, a->shape);
+        mt__shape_fmt(sb, sizeof sb, b->ndim, b->shape);
+        return mt__fail(MT_ERR_SHAPE, func, "input shapes differ: %s and %s", sa, sb);
+    }
+    st = mt_contiguous(ca, a);
+    if (st == MT_OK && b) st = mt_contiguous(cb, b);
+    if (st != MT_OK) {
+        mt_release(ca);
+        mt_release(cb);
+    }
+    return st;
+}
+
+MTDEF mt_status mt_scheduler_scale_model_input(mt_scheduler *s, mt_tensor *out, const mt_tensor *sample,
+                                               double timestep) {
+    mt_tensor cs = {MT_F32, 0, {0}, {0}, NULL, NULL};
+    mt__sched_out o;
+    mt_status st;
+    int64_t i, n;
+    float c = 1.0f;
+    const float *x;
+    if (!s || !s->alphas_cumprod) return MT__FAIL(MT_ERR_ARGUMENT, "scheduler is not initialised");
+    if ((st = mt__sched_inputs("mt_scheduler_scale_model_input", sample, NULL, &cs, NULL)) != MT_OK) return st;
+    if (s->config.kind == MT_SCHEDULER_EULER || s->config.kind == MT_SCHEDULER_EULER_ANCESTRAL) {
+        float sigma;
+        if (!s->timesteps) {
+            mt_release(&cs);
+            return MT__FAIL(MT_ERR_ARGUMENT, "call mt_scheduler_set_timesteps first");
+        }
+        st = mt__sched_init_step("mt_scheduler_scale_model_input", s, timestep);
+        if (st == MT_OK && s->step_index >= s->num_inference_steps)
+            st = MT__FAIL(MT_ERR_ARGUMENT, "all %d steps are done", s->num_inference_steps);
+        if (st != MT_OK) {
+            mt_release(&cs);
+            return st;
+        }
+        sigma = s->sigmas[s->step_index];
+        c = sqrtf(sigma * sigma + 1.0f);
+    }
+    if ((st = mt__sched_out_begin("mt_scheduler_scale_model_input", out, &cs, &o)) != MT_OK) {
+        mt_release(&cs);
+        return st;
+    }
+    n = mt_numel(&cs);
+    x = (const float *)cs.data;
+    if (c != 1.0f)
+        for (i = 0; i < n; i++) o.dst[i] = x[i] / c;
+    else if (o.dst != x)
+        memcpy(o.dst, x, (size_t)n * sizeof(float));
+    mt_release(&cs);
+    return mt__sched_out_end(out, &o, MT_OK);
+}
+
+static int mt__sched_cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Dynamic thresholding (Imagen): per batch item, s = the `ratio` quantile of
+   |x| (torch.quantile, linear), clamped to [1, max]; x = clamp(x, -s, s) / s. */
+static mt_status mt__sched_threshold(const mt_scheduler *s, float *x, const mt_tensor *like) {
+    int64_t b, i, batch = like->ndim > 0 ? like->shape[0] : 1, row;
+    float *tmp;
+    float q = (float)s->config.dynamic_thresholding_ratio, mx = (float)s->config.sample_max_value;
+    if (batch == 0) return MT_OK;
+    row = mt_numel(like) / batch;
+    if (row == 0) return MT_OK;
+    tmp = (float *)MT_MALLOC((size_t)row * sizeof(float));
+    if (!tmp) return MT__FAIL(MT_ERR_MEMORY, "cannot allocate %lld floats for thresholding", (long long)row);
+    for (b = 0; b < batch; b++) {
+        float *r = x + b * row, rank, w, lo, hi, th;
+        int64_t below, above;
+        for (i = 0; i < row; i++) tmp[i] = fabsf(r[i]);
+        qsort(tmp, (size_t)row, sizeof(float), mt__sched_cmp_float);
+        rank = q * (float)(row - 1);
+        below = (int64_t)rank;
+        above = (int64_t)ceilf(rank);
+        if (above > row - 1) above = row - 1;
+        w = rank - (float)below;
+        lo = tmp[below];
+        hi = tmp[above];
+        th = w < 0.5f ? lo + w * (hi - lo) : hi - (hi - lo) * (1.0f - w);
+        th = th < 1.0f ? 1.0f : th;
+        th = th > mx ? mx : th;
+        for (i = 0; i < row; i++) {
+            float v = r[i] < -th ? -th : r[i];
+            v = v > th ? th : v;
+            r[i] = v / th;
+        }
+    }
+    MT_FREE(tmp);
+    return MT_OK;
+}
+
+/* Draws the step noise as diffusers' randn_tensor. */
+static mt_status mt__sched_noise(const char *func, mt_tensor *noise, const mt_tensor *like, mt_generator *gens,
+                                 int n_gens) {
+    if (!gens || n_gens < 1)
+        return mt__fail(MT_ERR_ARGUMENT, func, "this step draws noise: pass a generator (got %s, %d)",
+                        gens ? "generators" : "NULL", n_gens);
+    if (n_gens == 1) return mt_randn(noise, gens, like->ndim, like->shape);
+    return mt_randn_batch(noise, gens, n_gens, like->ndim, like->shape);
+}
+
+static void mt__dpm_alpha_sigma(float sigma, float *alpha_t, float *sigma_t) {
+    *alpha_t = 1.0f / sqrtf(sigma * sigma + 1.0f);
+    *sigma_t = sigma * *alpha_t;
+}
+
+static float mt__dpm_lambda(float alpha_t, float sigma_t) { return logf(alpha_t) - logf(sigma_t); }
+
+static mt_status mt__sched_step_dpm(mt_scheduler *s, float *dst, const float *m, const float *x, int64_t n,
+                                    const float *noise, const mt_tensor *like) {
+    int order = s->config.solver_order, L = s->num_inference_steps, i = s->step_index, k, algo, heun, pred;
+    int lower_final, lower_second, use;
+    float sig = s->sigmas[i], alpha_s0, sigma_s0, alpha_t, sigma_t, *x0, lt, ls0, h;
+    mt_tensor conv = {MT_F32, 0, {0}, {0}, NULL, NULL};
+    const float *m0, *m1, *m2;
+    mt_status st;
+    int64_t j;
+    algo = s->kind_opts[MT__SO_ALGO];
+    heun = s->kind_opts[MT__SO_SOLVER] == MT__SOLVER_HEUN;
+    pred = s->kind_opts[MT__SO_PRED];
+    lower_final = i == L - 1 && (s->config.euler_at_final == MT_SCHED_TRUE ||
+                                 (s->config.lower_order_final == MT_SCHED_TRUE && L < 15) ||
+                                 s->kind_opts[MT__SO_FINAL] == MT__FINAL_ZERO);
+    lower_second = i == L - 2 && s->config.lower_order_final == MT_SCHED_TRUE && L < 15;
+
+    /* convert_model_output: x0 (dpmsolver++) or epsilon (dpmsolver) */
+    st = mt__prepare_out("mt_scheduler_step", &conv, MT_F32, like->ndim, like->shape);
+    if (st != MT_OK) return st;
+    x0 = (float *)conv.data;
+    mt__dpm_alpha_sigma(sig, &alpha_s0, &sigma_s0);
+    if (algo != MT__ALGO_DPM) {
+        if (pred == MT__PRED_EPS)
+            for (j = 0; j < n; j++) x0[j] = (x[j] - sigma_s0 * m[j]) / alpha_s0;
+        else if (pred == MT__PRED_SAMPLE)
+            memcpy(x0, m, (size_t)n * sizeof(float));
+        else
+            for (j = 0; j < n; j++) x0[j] = alpha_s0 * x[j] - sigma_s0 * m[j];
+        if (s->config.thresholding == MT_SCHED_TRUE && (st = mt__sched_threshold(s, x0, like)) != MT_OK) {
+            mt_release(&conv);
+            return st;
+        }
+    } else {
+        if (pred == MT__PRED_EPS)
+            memcpy(x0, m, (size_t)n * sizeof(float));
+        else if (pred == MT__PRED_SAMPLE)
+            for (j = 0; j < n; j++) x0[j] = (x[j] - alpha_s0 * m[j]) / sigma_s0;
+        else
+            for (j = 0; j < n; j++) x0[j] = alpha_s0 * m[j] + sigma_s0 * x[j];
+        if (s->config.thresholding == MT_SCHED_TRUE) {
+            for (j = 0; j < n; j++) x0[j] = (x[j] - sigma_s0 * x0[j]) / alpha_s0;
+            if ((st = mt__sched_threshold(s, x0, like)) != MT_OK) {
+                mt_release(&conv);
+                return st;
+            }
+            for (j = 0; j < n; j++) x0[j] = (x[j] - alpha_s0 * x0[j]) / sigma_s0;
+        }
+    }
+    /* history: newest last */
+    mt_release(&s->model_outputs[0]);
+    for (k = 0; k + 1 < order; k++) mt_move(&s->model_outputs[k], &s->model_outputs[k + 1]);
+    mt_move(&s->model_outputs[order - 1], &conv);
+
+    mt__dpm_alpha_sigma(s->sigmas[i + 1], &alpha_t, &sigma_t);
+    lt = mt__dpm_lambda(alpha_t, sigma_t);
+    ls0 = mt__dpm_lambda(alpha_s0, sigma_s0);
+    h = lt - ls0;
+    if (order == 1 || s->lower_order_nums < 1 || lower_final)
+        use = 1;
+    else if (order == 2 || s->lower_order_nums < 2 || lower_second)
+        use = 2;
+    else
+        use = 3;
+    m0 = (const float *)s->model_outputs[order - 1].data;
+    m1 = use >= 2 ? (const float *)s->model_outputs[order - 2].data : NULL;
+    m2 = use >= 3 ? (const float *)s->model_outputs[order - 3].data : NULL;
+    if (use == 1) {
+        if (algo == MT__ALGO_DPMPP) {
+            float a = sigma_t / sigma_s0, b = alpha_t * (expf(-h) - 1.0f);
+            for (j = 0; j < n; j++) dst[j] = a * x[j] - b * m0[j];
+        } else if (algo == MT__ALGO_DPM) {
+            float a = alpha_t / alpha_s0, b = sigma_t * (expf(h) - 1.0f);
+            for (j = 0; j < n; j++) dst[j] = a * x[j] - b * m0[j];
+        } else {
+            float a = sigma_t / sigma_s0 * expf(-h), b = alpha_t * (1.0f - expf(-2.0f * h));
+            float c = sigma_t * sqrtf(1.0f - expf(-2.0f * h));
+            for (j = 0; j < n; j++) dst[j] = (a * x[j] + b * m0[j]) + c * noise[j];
+        }
+    } else {
+        float sig1 = s->sigmas[i - 1], alpha_s1, sigma_s1, ls1, h0, r0, ir0;
+        mt__dpm_alpha_sigma(sig1, &alpha_s1, &sigma_s1);
+        ls1 = mt__dpm_lambda(alpha_s1, sigma_s1);
+        h0 = ls0 - ls1;
+        r0 = h0 / h;
+        ir0 = 1.0f / r0;
+        if (use == 2) {
+            if (algo == MT__ALGO_DPMPP) {
+                float a = sigma_t / sigma_s0, b = alpha_t * (expf(-h) - 1.0f);
+                float c = heun ? alpha_t * ((expf(-h) - 1.0f) / h + 1.0f) : 0.5f * (alpha_t * (expf(-h) - 1.0f));
+                for (j = 0; j < n; j++) {
+                    float d1 = ir0 * (m0[j] - m1[j]);
+                    dst[j] = heun ? (a * x[j] - b * m0[j]) + c * d1 : (a * x[j] - b * m0[j]) - c * d1;
+                }
+            } else if (algo == MT__ALGO_DPM) {
+                float a = alpha_t / alpha_s0, b = sigma_t * (expf(h) - 1.0f);
+                float c = heun ? sigma_t * ((expf(h) - 1.0f) / h - 1.0f) : 0.5f * (sigma_t * (expf(h) - 1.0f));
+                for (j = 0; j < n; j++) {
+                    float d1 = ir0 * (m0[j] - m1[j]);
+                    dst[j] = (a * x[j] - b * m0[j]) - c * d1;
+                }
+            } else {
+                float a = sigma_t / sigma_s0 * expf(-h), b = alpha_t * (1.0f - expf(-2.0f * h));
+                float c = heun ? alpha_t * ((1.0f - expf(-2.0f * h)) / (-2.0f * h) + 1.0f)
+                               : 0.5f * (alpha_t * (1.0f - expf(-2.0f * h)));
+                float e = sigma_t * sqrtf(1.0f - expf(-2.0f * h));
+                for (j = 0; j < n; j++) {
+                    float d1 = ir0 * (m0[j] - m1[j]);
+                    dst[j] = ((a * x[j] + b * m0[j]) + c * d1) + e * noise[j];
+                }
+            }
+        } else {
+            float sig2 = s->sigmas[i - 2], alpha_s2, sigma_s2, ls2, h1, r1, ir1, f1, f2;
+            mt__dpm_alpha_sigma(sig2, &alpha_s2, &sigma_s2);
+            ls2 = mt__dpm_lambda(alpha_s2, sigma_s2);
+            h1 = ls1 - ls2;
+            r1 = h1 / h;
+            ir1 = 1.0f / r1;
+            f1 = r0 / (r0 + r1);
+            f2 = 1.0f / (r0 + r1);
+            if (algo == MT__ALGO_DPMPP) {
+                float a = sigma_t / sigma_s0, b = alpha_t * (expf(-h) - 1.0f);
+                float c = alpha_t * ((expf(-h) - 1.0f) / h + 1.0f);
+                float d = alpha_t * ((expf(-h) - 1.0f + h) / (h * h) - 0.5f);
+                for (j = 0; j < n; j++) {
+                    float d10 = ir0 * (m0[j] - m1[j]), d11 = ir1 * (m1[j] - m2[j]);
+                    float d1 = d10 + f1 * (d10 - d11), d2 = f2 * (d10 - d11);
+                    dst[j] = ((a * x[j] - b * m0[j]) + c * d1) - d * d2;
+                }
+            } else if (algo == MT__ALGO_DPM) {
+                float a = alpha_t / alpha_s0, b = sigma_t * (expf(h) - 1.0f);
+                float c = sigma_t * ((expf(h) - 1.0f) / h - 1.0f);
+                float d = sigma_t * ((expf(h) - 1.0f - h) / (h * h) - 0.5f);
+                for (j = 0; j < n; j++) {
+                    float d10 = ir0 * (m0[j] - m1[j]), d11 = ir1 * (m1[j] - m2[j]);
+                    float d1 = d10 + f1 * (d10 - d11), d2 = f2 * (d10 - d11);
+                    dst[j] = ((a * x[j] - b * m0[j]) - c * d1) - d * d2;
+                }
+            } else {
+                float a = sigma_t / sigma_s0 * expf(-h), b = alpha_t * (1.0f - expf(-2.0f * h));
+                float c = alpha_t * ((1.0f - expf(-2.0f * h)) / (-2.0f * h) + 1.0f);
+                float d = alpha_t * ((1.0f - expf(-2.0f * h) - 2.0f * h) / ((2.0f * h) * (2.0f * h)) - 0.5f);
+                float e = sigma_t * sqrtf(1.0f - expf(-2.0f * h));
+                for (j = 0; j < n; j++) {
+                    float d10 = ir0 * (m0[j] - m1[j]), d11 = ir1 * (m1[j] - m2[j]);
+                    float d1 = d10 + f1 * (d10 - d11), d2 = f2 * (d10 - d11);
+                    dst[j] = (((a * x[j] + b * m0[j]) + c * d1) + d * d2) + e * noise[j];
+                }
+            }
+        }
+    }
+    if (s->lower_order_nums < order) s->lower_order_nums++;
+    return MT_OK;
+}
+
+MTDEF mt_status mt_scheduler_step(mt_scheduler *s, mt_tensor *prev_sample, const mt_tensor *model_output,
+                                  double timestep, const mt_tensor *sample, mt_generator *gens, int n_gens) {
+    static const char *func = "mt_scheduler_step";
+    mt_tensor cm = {MT_F32, 0, {0}, {0}, NULL, NULL}, cx = cm, noise = cm;
+    mt__sched_out o;
+    mt_status st;
+    int kind, pred, need_noise, ti = 0;
+    int64_t n, j;
+    const float *m, *x, *z = NULL;
+    if (!s || !s->alphas_cumprod) return MT__FAIL(MT_ERR_ARGUMENT, "scheduler is not initialised");
+    if (!s->timesteps) return MT__FAIL(MT_ERR_ARGUMENT, "call mt_scheduler_set_timesteps first");
+    kind = s->config.kind;
+    pred = s->kind_opts[MT__SO_PRED];
+    if ((st = mt__sched_inputs(func, model_output, sample, &cm, &cx)) != MT_OK) return st;
+    if (kind == MT_SCHEDULER_DDIM) {
+        ti = (int)timestep;
+        if ((double)ti != timestep || ti < 0 || ti >= s->num_train_timesteps)
+            st = MT__FAIL(MT_ERR_ARGUMENT, "DDIM timestep %g is not an integer in [0, %d)", timestep,
+                          s->num_train_timesteps);
+        if (!(s->eta >= 0.0))
+            st = MT__FAIL(MT_ERR_ARGUMENT, "eta %g must be >= 0", s->eta);
+    } else {
+        st = mt__sched_init_step(func, s, timestep);
+        if (st == MT_OK && s->step_index >= s->num_inference_steps)
+            st = MT__FAIL(MT_ERR_ARGUMENT, "all %d steps are done (call mt_scheduler_set_timesteps to start again)",
+                          s->num_inference_steps);
+    }
+    need_noise = kind == MT_SCHEDULER_EULER_ANCESTRAL || (kind == MT_SCHEDULER_DDIM && s->eta > 0) ||
+                 (kind == MT_SCHEDULER_DPMSOLVER_MULTISTEP && s->kind_opts[MT__SO_ALGO] == MT__ALGO_SDE_DPMPP);
+    if (st == MT_OK && need_noise) {
+        if (!gens || n_gens < 1)
+            st = MT__FAIL(MT_ERR_ARGUMENT, "%s draws noise at each step: pass a generator",
+                          mt_scheduler_kind_name((mt_scheduler_kind)kind));
+        else if (n_gens > 1 && (cx.ndim == 0 || cx.shape[0] != n_gens))
+            st = MT__FAIL(MT_ERR_ARGUMENT, "%d generators for a batch of %lld: need 1 or one per batch item", n_gens,
+                          cx.ndim ? (long long)cx.shape[0] : 0LL);
+    }
+    if (st == MT_OK) st = mt__sched_out_begin(func, prev_sample, &cx, &o);
+    if (st != MT_OK) {
+        mt_release(&cm);
+        mt_release(&cx);
+        return st;
+    }
+    n = mt_numel(&cx);
+    m = (const float *)cm.data;
+    x = (const float *)cx.data;
+    /* the noise is drawn first; the updates below read only their own element */
+    if (need_noise && (st = mt__sched_noise(func, &noise, &cx, gens, n_gens)) == MT_OK) z = (const float *)noise.data;
+
+    if (st != MT_OK) {
+        /* nothing more */
+    } else if (kind == MT_SCHEDULER_EULER || kind == MT_SCHEDULER_EULER_ANCESTRAL) {
+        int i = s->step_index;
+        float sigma = s->sigmas[i], next = s->sigmas[i + 1];
+        float c1 = -sigma / sqrtf(sigma * sigma + 1.0f), c2 = sigma * sigma + 1.0f;
+        if (kind == MT_SCHEDULER_EULER) {
+            float sigma_hat = sigma * (0.0f + 1.0f), dt = next - sigma_hat;
+            for (j = 0; j < n; j++) {
+                float p = pred == MT__PRED_EPS ? x[j] - sigma_hat * m[j]
+                                               : (pred == MT__PRED_V ? m[j] * c1 + x[j] / c2 : m[j]);
+                float d = (x[j] - p) / sigma_hat;
+                o.dst[j] = x[j] + d * dt;
+            }
+        } else {
+            float up = sqrtf(next * next * (sigma * sigma - next * next) / (sigma * sigma));
+            float down = sqrtf(next * next - up * up), dt = down - sigma;
+            for (j = 0; j < n; j++) {
+                float p = pred == MT__PRED_EPS ? x[j] - sigma * m[j] : m[j] * c1 + x[j] / c2;
+                float d = (x[j] - p) / sigma;
+                float v = x[j] + d * dt;
+                o.dst[j] = v + z[j] * up;
+            }
+        }
+        s->step_index++;
+    } else if (kind == MT_SCHEDULER_DDIM) {
+        int prev_t = ti - s->num_train_timesteps / s->kind_opts[MT__SO_REQ_STEPS];
+        float apt = s->alphas_cumprod[ti];
+        float aptp = prev_t >= 0 ? s->alphas_cumprod[prev_t] : s->final_alpha_cumprod;
+        float bpt = 1.0f - apt, sa = sqrtf(apt), sb = sqrtf(bpt), var, std, dir, sap = sqrtf(aptp);
+        float range = (float)s->config.clip_sample_range;
+        int clip = s->config.clip_sample == MT_SCHED_TRUE, thr = s->config.thresholding == MT_SCHED_TRUE;
+        mt_tensor x0t = {MT_F32, 0, {0}, {0}, NULL, NULL};
+        float *x0 = NULL;
+        var = (1.0f - aptp) / bpt * (1.0f - apt / aptp);
+        std = (float)s->eta * sqrtf(var);
+        dir = sqrtf(1.0f - aptp - std * std);
+        if (thr) {
+            st = mt__prepare_out(func, &x0t, MT_F32, cx.ndim, cx.shape);
+            if (st == MT_OK) {
+                x0 = (float *)x0t.data;
+                for (j = 0; j < n; j++)
+                    x0[j] = pred == MT__PRED_EPS ? (x[j] - sb * m[j]) / sa
+                                                 : (pred == MT__PRED_SAMPLE ? m[j] : sa * x[j] - sb * m[j]);
+                st = mt__sched_threshold(s, x0, &cx);
+            }
+        }
+        if (st == MT_OK) {
+            for (j = 0; j < n; j++) {
+                float p, e, v;
+                if (pred == MT__PRED_EPS) {
+                    p = (x[j] - sb * m[j]) / sa;
+                    e = m[j];
+                } else if (pred == MT__PRED_SAMPLE) {
+                    p = m[j];
+                    e = (x[j] - sa * p) / sb;
+                } else {
+                    p = sa * x[j] - sb * m[j];
+                    e = sa * m[j] + sb * x[j];
+                }
+                if (thr)
+                    p = x0[j];
+                else if (clip)
+                    p = p < -range ? -range : (p > range ? range : p);
+                v = sap * p + dir * e;
+                o.dst[j] = z ? v + std * z[j] : v;
+            }
+        }
+        mt_release(&x0t);
+        if (st == MT_OK) {
+            /* DDIM steps by timestep value; the index only counts steps */
+            if (s->step_index < 0) s->step_index = s->begin_index >= 0 ? s->begin_index : 0;
+            s->step_index++;
+        }
+    } else {
+        st = mt__sched_step_dpm(s, o.dst, m, x, n, z, &cx);
+        if (st == MT_OK) s->step_index++;
+    }
+    mt_release(&noise);
+    mt_release(&cm);
+    mt_release(&cx);
+    return mt__sched_out_end(prev_sample, &o, st);
+}
+
+MTDEF mt_status mt_scheduler_add_noise(mt_scheduler *s, mt_tensor *out, const mt_tensor *original,
+                                       const mt_tensor *noise, double timestep) {
+    static const char *func = "mt_scheduler_add_noise";
+    mt_tensor cx = {MT_F32, 0, {0}, {0}, NULL, NULL}, cz = cx;
+    mt__sched_out o;
+    mt_status st;
+    float a, b;
+    int64_t n, j;
+    const float *x, *z;
+    if (!s || !s->alphas_cumprod) return MT__FAIL(MT_ERR_ARGUMENT, "scheduler is not initialised");
+    if (s->config.kind == MT_SCHEDULER_DDIM) {
+        int ti = (int)timestep;
+        if ((double)ti != timestep || ti < 0 || ti >= s->num_train_timesteps)
+            return MT__FAIL(MT_ERR_ARGUMENT, "DDIM timestep %g is not an integer in [0, %d)", timestep,
+                            s->num_train_timesteps);
+        a = sqrtf(s->alphas_cumprod[ti]);
+        b = sqrtf(1.0f - s->alphas_cumprod[ti]);
+    } else {
+        int idx;
+        float sigma;
+        if (!s->timesteps) return MT__FAIL(MT_ERR_ARGUMENT, "call mt_scheduler_set_timesteps first");
+        if (s->begin_index < 0) {
+            if ((st = mt__sched_index_for(func, s, timestep, &idx)) != MT_OK) return st;
+        } else {
+            idx = s->step_index >= 0 ? s->step_index : s->begin_index;
+        }
+        if (idx > s->num_inference_steps) idx = s->num_inference_steps;
+        sigma = s->sigmas[idx];
+        if (s->config.kind == MT_SCHEDULER_DPMSOLVER_MULTISTEP) {
+            mt__dpm_alpha_sigma(sigma, &a, &b);
+        } else {
+            a = 1.0f; /* x + noise * sigma */
+            b = sigma;
+        }
+    }
+    if ((st = mt__sched_inputs(func, original, noise, &cx, &cz)) != MT_OK) return st;
+    if ((st = mt__sched_out_begin(func, out, &cx, &o)) != MT_OK) {
+        mt_release(&cx);
+        mt_release(&cz);
+        return st;
+    }
+    n = mt_numel(&cx);
+    x = (const float *)cx.data;
+    z = (const float *)cz.data;
+    if (s->config.kind == MT_SCHEDULER_EULER || s->config.kind == MT_SCHEDULER_EULER_ANCESTRAL)
+        for (j = 0; j < n; j++) o.dst[j] = x[j] + z[j] * b;
+    else
+        for (j = 0; j < n; j++) o.dst[j] = a * x[j] + b * z[j];
+    mt_release(&cx);
+    mt_release(&cz);
+    return mt__sched_out_end(out, &o, MT_OK);
+}
 
 /* ======================================================================
    IMPLEMENTATION SECTION files
