@@ -3033,7 +3033,7 @@ MODDEF char *mod_block_mermaid(const mod_block *b) {
     } else {
         mod__mm_walk(&m, b, b->class_name, 1);
     }
-    mod__sb_puts(&m.out, "    outputs([\"outputs\"])\n");
+    mod__sb_puts(&m.out, "    outputs([\"outputs\"])");
     for (i = 0; i < f.out.n; i++) {
         int k;
         for (k = 0; k < m.ns; k++)
@@ -3041,11 +3041,10 @@ MODDEF char *mod_block_mermaid(const mod_block *b) {
                 mod__mm_edge_add(&m, m.src[k].node, 1, m.src[k].name, 0);
     }
     for (i = 0; i < m.ne; i++) {
-        mod__sb_puts(&m.out, "    ");
+        mod__sb_puts(&m.out, "\n    ");
         mod__mm_id(&m.out, m.edges[i].from);
         mod__sb_printf(&m.out, " %s|%s| ", m.edges[i].dashed ? "-.->" : "-->", m.edges[i].names.buf ? m.edges[i].names.buf : "");
         mod__mm_id(&m.out, m.edges[i].to);
-        mod__sb_puts(&m.out, "\n");
         if (m.edges[i].names.failed) m.failed = 1;
         MOD_FREE(m.edges[i].names.buf);
     }

@@ -871,26 +871,35 @@ MTDEF mt_status mt_arange(mt_tensor *out, double start, double end, double step)
     return MT_OK;
 }
 
+/* torch.linspace(start, end, n, dtype=float32) on the CPU as PyTorch 1.13's
+   AVX2 kernel computes it (RangeFactoriesKernel.cpp): float step; each block
+   of 8 starts at start + step * i (end - step * (n - 1 - i) past halfway),
+   fused multiply-add, and the lanes add k * step to that base unfused; the
+   last n % 16 values are computed one by one with the fused form. */
+static void mt__torch_linspace(float *out, double start_d, double end_d, int64_t n) {
+    float start = (float)start_d, end = (float)end_d, step;
+    int64_t half = n / 2, i = 0, v, k;
+    if (n == 1) {
+        out[0] = start;
+        return;
+    }
+    step = (end - start) / (float)(n - 1);
+    for (; i <= n - 16; i += 16) {
+        for (v = 0; v < 2; v++) {
+            int64_t idx = i + 8 * v;
+            float base = idx < half ? fmaf(step, (float)idx, start) : fmaf(-step, (float)(n - idx - 1), end);
+            for (k = 0; k < 8; k++) out[idx + k] = base + (float)k * step;
+        }
+    }
+    for (; i < n; i++) out[i] = i < half ? fmaf(step, (float)i, start) : fmaf(-step, (float)(n - i - 1), end);
+}
+
 MTDEF mt_status mt_linspace(mt_tensor *out, double start, double end, int64_t n) {
-    int64_t i, half;
     mt_status s;
-    float *p;
     if (n < 0) return MT__FAIL(MT_ERR_ARGUMENT, "number of points %lld is negative", (long long)n);
     s = mt__prepare_out("mt_linspace", out, MT_F32, 1, &n);
     if (s != MT_OK) return s;
-    p = (float *)out->data;
-    if (n == 1) {
-        p[0] = (float)start;
-        return MT_OK;
-    }
-    /* as torch.linspace for float32 (aten RangeFactoriesKernel): float
-       arithmetic, the first half counted from start and the second half
-       from end, so both end points are exact */
-    {
-        float fs = (float)start, fe = (float)end, fstep = (fe - fs) / (float)(n - 1);
-        half = n / 2;
-        for (i = 0; i < n; i++) p[i] = i < half ? fs + fstep * (float)i : fe - fstep * (float)(n - 1 - i);
-    }
+    if (n > 0) mt__torch_linspace((float *)out->data, start, end, n);
     return MT_OK;
 }
 
@@ -1786,29 +1795,6 @@ static mt_status mt__sched_pick(const char *field, const char *value, const char
 
 static int mt__sched_flag(mt_sched_flag f, int def) { return f == MT_SCHED_DEFAULT ? def : f == MT_SCHED_TRUE; }
 
-/* torch.linspace(start, end, n, dtype=float32) on the CPU as PyTorch 1.13's
-   AVX2 kernel computes it (RangeFactoriesKernel.cpp): float step; each block
-   of 8 starts at start + step * i (end - step * (n - 1 - i) past halfway),
-   fused multiply-add, and the lanes add k * step to that base unfused; the
-   last n % 16 values are computed one by one with the fused form. */
-static void mt__sched_torch_linspace(float *out, double start_d, double end_d, int n) {
-    float start = (float)start_d, end = (float)end_d, step;
-    int half = n / 2, i = 0, v, k;
-    if (n == 1) {
-        out[0] = start;
-        return;
-    }
-    step = (end - start) / (float)(n - 1);
-    for (; i <= n - 16; i += 16) {
-        for (v = 0; v < 2; v++) {
-            int idx = i + 8 * v;
-            float base = idx < half ? fmaf(step, (float)idx, start) : fmaf(-step, (float)(n - idx - 1), end);
-            for (k = 0; k < 8; k++) out[idx + k] = base + (float)k * step;
-        }
-    }
-    for (; i < n; i++) out[i] = i < half ? fmaf(step, (float)i, start) : fmaf(-step, (float)(n - i - 1), end);
-}
-
 /* numpy.linspace(start, stop, num) in float64 */
 static void mt__np_linspace(double *out, double start, double stop, int num) {
     int i;
@@ -1970,9 +1956,9 @@ MTDEF mt_status mt_scheduler_init(mt_scheduler *s, const mt_scheduler_config *co
         return MT__FAIL(MT_ERR_MEMORY, "cannot allocate the schedule of %d timesteps", n);
     }
     if (o[MT__SO_BETA] == MT__BETA_LINEAR) {
-        mt__sched_torch_linspace(betas, c.beta_start, c.beta_end, n);
+        mt__torch_linspace(betas, c.beta_start, c.beta_end, n);
     } else if (o[MT__SO_BETA] == MT__BETA_SCALED) {
-        mt__sched_torch_linspace(betas, pow(c.beta_start, 0.5), pow(c.beta_end, 0.5), n);
+        mt__torch_linspace(betas, pow(c.beta_start, 0.5), pow(c.beta_end, 0.5), n);
         for (j = 0; j < n; j++) betas[j] = betas[j] * betas[j];
     } else {
         /* betas_for_alpha_bar, cosine: float64, then a float32 tensor */
