@@ -1318,15 +1318,39 @@ typedef struct mt__ew {
     int64_t chunk, nchunk;
 } mt__ew;
 
-/* Loops for one row of n elements; the compiler vectorises the unit-stride
-   and broadcast-scalar forms. x, y are the operands, EXPR the result. */
+/* Loops for one row of n elements; x, y are the operands, EXPR the result.
+   Unit-stride and broadcast-scalar rows go in blocks of MT__EW_VB: every
+   load of a block happens before its stores, so an output that is also an
+   input needs no alias check and compilers vectorise the block even at -O2
+   (GCC's cheap cost model refuses the plain loop). */
+#define MT__EW_VB 16
+
+#define MT__EW_BLOCKS(LOAD, STORE_EXPR)                                 \
+    for (i = 0; i + MT__EW_VB <= n; i += MT__EW_VB) {                   \
+        float t_[MT__EW_VB];                                            \
+        int k_;                                                         \
+        for (k_ = 0; k_ < MT__EW_VB; k_++) {                            \
+            LOAD(i + k_);                                               \
+            t_[k_] = (STORE_EXPR);                                      \
+        }                                                               \
+        for (k_ = 0; k_ < MT__EW_VB; k_++) o[i + k_] = t_[k_];          \
+    }                                                                   \
+    for (; i < n; i++) {                                                \
+        LOAD(i);                                                        \
+        o[i] = (STORE_EXPR);                                            \
+    }
+
+#define MT__LD_A(j) float x = a[j]
+#define MT__LD_AB(j) float x = a[j], y = b[j]
+#define MT__LD_A0(j) float y = yb, x = a[j]
+#define MT__LD_0B(j) float x = xb, y = b[j]
+#define MT__LD_CXY(j) float cv = c[j], x = ta[j], y = tb[j]
+#define MT__LD_ABW(j) float x = a[j], y = b[j], wv = w[j]
+
 #define MT__EW_UNARY(EXPR)                                              \
     do {                                                                \
         if (so == 1 && sa == 1) {                                       \
-            for (i = 0; i < n; i++) {                                   \
-                float x = a[i];                                         \
-                o[i] = (EXPR);                                          \
-            }                                                           \
+            MT__EW_BLOCKS(MT__LD_A, EXPR)                               \
         } else {                                                        \
             for (i = 0; i < n; i++) {                                   \
                 float x = a[i * sa];                                    \
@@ -1338,22 +1362,13 @@ typedef struct mt__ew {
 #define MT__EW_BINARY(EXPR)                                             \
     do {                                                                \
         if (so == 1 && sa == 1 && sb == 1) {                            \
-            for (i = 0; i < n; i++) {                                   \
-                float x = a[i], y = b[i];                               \
-                o[i] = (EXPR);                                          \
-            }                                                           \
+            MT__EW_BLOCKS(MT__LD_AB, EXPR)                              \
         } else if (so == 1 && sa == 1 && sb == 0) {                     \
-            float y = b[0];                                             \
-            for (i = 0; i < n; i++) {                                   \
-                float x = a[i];                                         \
-                o[i] = (EXPR);                                          \
-            }                                                           \
+            float yb = b[0];                                            \
+            MT__EW_BLOCKS(MT__LD_A0, EXPR)                              \
         } else if (so == 1 && sa == 0 && sb == 1) {                     \
-            float x = a[0];                                             \
-            for (i = 0; i < n; i++) {                                   \
-                float y = b[i];                                         \
-                o[i] = (EXPR);                                          \
-            }                                                           \
+            float xb = a[0];                                            \
+            MT__EW_BLOCKS(MT__LD_0B, EXPR)                              \
         } else {                                                        \
             for (i = 0; i < n; i++) {                                   \
                 float x = a[i * sa], y = b[i * sb];                     \
@@ -1397,7 +1412,7 @@ static void mt__ew_row(const mt__ew *e, char *const *p, const int64_t *st, int64
         } else {
             const float *c = (const float *)p[1];
             if (so == 1 && sc == 1 && sta == 1 && stb == 1) {
-                for (i = 0; i < n; i++) o[i] = c[i] != 0.0f ? ta[i] : tb[i];
+                MT__EW_BLOCKS(MT__LD_CXY, cv != 0.0f ? x : y)
             } else {
                 for (i = 0; i < n; i++) o[i * so] = c[i * sc] != 0.0f ? ta[i * sta] : tb[i * stb];
             }
@@ -1408,7 +1423,7 @@ static void mt__ew_row(const mt__ew *e, char *const *p, const int64_t *st, int64
         const float *w = (const float *)p[3];
         int64_t sw = st[3];
         if (so == 1 && sa == 1 && sb == 1 && sw == 1) {
-            for (i = 0; i < n; i++) o[i] = mt__lerpf(a[i], b[i], w[i]);
+            MT__EW_BLOCKS(MT__LD_ABW, mt__lerpf(x, y, wv))
         } else {
             for (i = 0; i < n; i++) o[i * so] = mt__lerpf(a[i * sa], b[i * sb], w[i * sw]);
         }
@@ -1644,7 +1659,7 @@ MT__UNARY_DEF(mt_gelu_tanh, MT__EW_GELU_TANH)
 /* ---- line-wise geometry (reductions, softmax) ------------------------- */
 
 #define MT__RED_BLOCK 4096 /* fixed summation block along a line (multiple of 8) */
-#define MT__LINE_GROUP 64  /* neighbouring lines handled together */
+#define MT__LINE_GROUP 256 /* neighbouring lines handled together */
 
 /* A line-wise operation along dim d of `a`: the other dims (dropped when of
    size 1, merged when contiguous) are walked as rows of rows.len lines;
@@ -1699,6 +1714,28 @@ static double mt__tree8(const double *l) { return ((l[0] + l[1]) + (l[2] + l[3])
 
 /* v beats best: greater (smaller for min), or the first NaN */
 #define MT__BEATS(v, best, max) (((max) ? (v) > (best) : (v) < (best)) || ((v) != (v) && (best) == (best)))
+
+/* l[j] += p[j] (or (p[j] - mu[j])^2) for j < cnt, in blocks of 16 that
+   compilers vectorise at -O2 */
+static void mt__acc_lines(double *l, const float *p, const double *mu, int64_t cnt) {
+    int64_t j = 0;
+    int k;
+    if (!mu) {
+        for (; j + 16 <= cnt; j += 16)
+            for (k = 0; k < 16; k++) l[j + k] += (double)p[j + k];
+        for (; j < cnt; j++) l[j] += (double)p[j];
+    } else {
+        for (; j + 16 <= cnt; j += 16)
+            for (k = 0; k < 16; k++) {
+                double dv = (double)p[j + k] - mu[j + k];
+                l[j + k] += dv * dv;
+            }
+        for (; j < cnt; j++) {
+            double dv = (double)p[j] - mu[j];
+            l[j] += dv * dv;
+        }
+    }
+}
 
 static void mt__red_task(void *ctx, int64_t begin, int64_t end) {
     const mt__red *e = (const mt__red *)ctx;
@@ -1761,23 +1798,7 @@ static void mt__red_task(void *ctx, int64_t begin, int64_t end) {
             int k;
             for (k = 0; k < 8; k++)
                 for (j = 0; j < cnt; j++) l[k][j] = 0.0;
-            if (e->pass == 0) {
-                for (r = r0; r < r1; r++) {
-                    const float *p = x + r * sr;
-                    double *lr = l[r & 7];
-                    for (j = 0; j < cnt; j++) lr[j] += (double)p[j];
-                }
-            } else {
-                const double *mu = e->mean + m0;
-                for (r = r0; r < r1; r++) {
-                    const float *p = x + r * sr;
-                    double *lr = l[r & 7];
-                    for (j = 0; j < cnt; j++) {
-                        double dv = (double)p[j] - mu[j];
-                        lr[j] += dv * dv;
-                    }
-                }
-            }
+            for (r = r0; r < r1; r++) mt__acc_lines(l[r & 7], x + r * sr, e->pass ? e->mean + m0 : NULL, cnt);
             for (j = 0; j < cnt; j++) {
                 double lj[8];
                 for (k = 0; k < 8; k++) lj[k] = l[k][j];
