@@ -251,7 +251,9 @@ MTDEF mt_status mt_lerp_tensor(mt_tensor *out, const mt_tensor *a, const mt_tens
    libm's float functions, with torch's formulas:
      rsqrt = 1 / sqrt(x)            sigmoid = 1 / (1 + exp(-x))
      silu = x / (1 + exp(-x))       gelu = x * 0.5 * (1 + erf(x / sqrt(2)))
-     gelu_tanh = 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3))) */
+     gelu_tanh = 0.5 * x * (1 + tanh(k)), k = sqrt(2/pi) * (x + 0.044715 x^3),
+                 evaluated as x / (1 + exp(-2k)) (the same function, cheaper
+                 and without cancellation for negative x) */
 MTDEF mt_status mt_neg(mt_tensor *out, const mt_tensor *a);
 MTDEF mt_status mt_abs(mt_tensor *out, const mt_tensor *a);
 MTDEF mt_status mt_square(mt_tensor *out, const mt_tensor *a);
@@ -1447,8 +1449,10 @@ static void mt__ew_row(const mt__ew *e, char *const *p, const int64_t *st, int64
     case MT__EW_SILU: MT__EW_UNARY(x / (1.0f + expf(-x))); break;
     case MT__EW_GELU: MT__EW_UNARY(x * 0.5f * (1.0f + erff(x * 0.70710678118654752f))); break;
     case MT__EW_GELU_TANH:
-        /* sqrt(2 / pi) = 0.7978845608..., as torch's M_SQRT2 * M_2_SQRTPI * 0.5 */
-        MT__EW_UNARY(0.5f * x * (1.0f + tanhf(0.79788456080286536f * (x + 0.044715f * (x * x * x)))));
+        /* 0.5 * (1 + tanh(k)) = 1 / (1 + exp(-2k)) exactly: one expf instead
+           of tanhf (4x cheaper with glibc), and no cancellation in 1 + tanh
+           for negative x. k as torch: sqrt(2 / pi) * (x + 0.044715 x^3) */
+        MT__EW_UNARY(x / (1.0f + expf(-2.0f * (0.79788456080286536f * (x + 0.044715f * (x * x * x))))));
         break;
     default: break;
     }
@@ -2406,6 +2410,15 @@ MTDEF mt_status mt_print(FILE *f, const mt_tensor *t) {
 }
 
 #undef MT__BEATS
+#undef MT__EW_BLOCKS
+#undef MT__EW_UNARY
+#undef MT__EW_BINARY
+#undef MT__LD_A
+#undef MT__LD_AB
+#undef MT__LD_A0
+#undef MT__LD_0B
+#undef MT__LD_CXY
+#undef MT__LD_ABW
 
 /* ======================================================================
    IMPLEMENTATION SECTION shape
