@@ -279,6 +279,102 @@ MTDEF mt_status mt_randn_batch(mt_tensor *out, mt_generator *gens, int n_gens, i
    SECTION ops: element-wise, reductions, softmax, printing
    ====================================================================== */
 
+/* Element-wise kernels. Inputs are float32 (convert float16/bfloat16 with
+   mt_to_dtype first). Shapes broadcast as in NumPy and PyTorch: aligned on
+   the right, a dim of size 1 (or a missing leading dim) stretches. The result
+   follows the output convention; `out` may be one of the inputs when that
+   input has the result's shape (in place), and an input that overlaps a
+   preallocated `out` in any other way is copied first. Any strides are
+   accepted for inputs and for a preallocated `out` (but not an expanded
+   `out`). Large tensors are split over the thread pool; the split never
+   changes a value. */
+MTDEF mt_status mt_add(mt_tensor *out, const mt_tensor *a, const mt_tensor *b); /* a + b */
+MTDEF mt_status mt_sub(mt_tensor *out, const mt_tensor *a, const mt_tensor *b); /* a - b */
+MTDEF mt_status mt_mul(mt_tensor *out, const mt_tensor *a, const mt_tensor *b); /* a * b */
+MTDEF mt_status mt_div(mt_tensor *out, const mt_tensor *a, const mt_tensor *b); /* a / b */
+MTDEF mt_status mt_add_scalar(mt_tensor *out, const mt_tensor *a, float s);    /* a + s (a - s: pass -s) */
+MTDEF mt_status mt_mul_scalar(mt_tensor *out, const mt_tensor *a, float s);    /* a * s */
+MTDEF mt_status mt_div_scalar(mt_tensor *out, const mt_tensor *a, float s);    /* a / s (a true division) */
+/* alpha * a + beta * b, broadcasting, each product rounded to float32 as in
+   torch's `alpha * a + beta * b` */
+MTDEF mt_status mt_axpby(mt_tensor *out, float alpha, const mt_tensor *a, float beta, const mt_tensor *b);
+/* torch.clamp(a, lo, hi) = min(max(a, lo), hi); NaN stays NaN; pass
+   -INFINITY or INFINITY for a one-sided bound */
+MTDEF mt_status mt_clamp(mt_tensor *out, const mt_tensor *a, float lo, float hi);
+/* torch.where(cond, a, b): a where cond is nonzero, else b; cond is float32
+   or int64; all three broadcast together */
+MTDEF mt_status mt_where(mt_tensor *out, const mt_tensor *cond, const mt_tensor *a, const mt_tensor *b);
+/* torch.lerp(a, b, w) = a + w * (b - a), computed as PyTorch's CPU kernel:
+   |w| < 0.5 ? fma(w, b - a, a) : fma(w - 1, b - a, b) (one rounding) */
+MTDEF mt_status mt_lerp(mt_tensor *out, const mt_tensor *a, const mt_tensor *b, float w);
+MTDEF mt_status mt_lerp_tensor(mt_tensor *out, const mt_tensor *a, const mt_tensor *b, const mt_tensor *w);
+
+/* Unary kernels, float32, the result has the input's shape. Per element with
+   libm's float functions, with torch's formulas:
+     rsqrt = 1 / sqrt(x)            sigmoid = 1 / (1 + exp(-x))
+     silu = x / (1 + exp(-x))       gelu = x * 0.5 * (1 + erf(x / sqrt(2)))
+     gelu_tanh = 0.5 * x * (1 + tanh(k)), k = sqrt(2/pi) * (x + 0.044715 x^3),
+                 evaluated as x / (1 + exp(-2k)) (the same function, cheaper
+                 and without cancellation for negative x) */
+MTDEF mt_status mt_neg(mt_tensor *out, const mt_tensor *a);
+MTDEF mt_status mt_abs(mt_tensor *out, const mt_tensor *a);
+MTDEF mt_status mt_square(mt_tensor *out, const mt_tensor *a);
+MTDEF mt_status mt_exp(mt_tensor *out, const mt_tensor *a);
+MTDEF mt_status mt_log(mt_tensor *out, const mt_tensor *a);
+MTDEF mt_status mt_sqrt(mt_tensor *out, const mt_tensor *a);
+MTDEF mt_status mt_rsqrt(mt_tensor *out, const mt_tensor *a);
+MTDEF mt_status mt_sin(mt_tensor *out, const mt_tensor *a);
+MTDEF mt_status mt_cos(mt_tensor *out, const mt_tensor *a);
+MTDEF mt_status mt_tanh(mt_tensor *out, const mt_tensor *a);
+MTDEF mt_status mt_sigmoid(mt_tensor *out, const mt_tensor *a);
+MTDEF mt_status mt_silu(mt_tensor *out, const mt_tensor *a);
+MTDEF mt_status mt_gelu(mt_tensor *out, const mt_tensor *a);      /* exact (erf) form */
+MTDEF mt_status mt_gelu_tanh(mt_tensor *out, const mt_tensor *a); /* approximate='tanh' */
+
+/* Reductions over one dim (negative counts from the end), or over the whole
+   tensor with dim = MT_DIM_ALL. keepdim = 1 keeps the reduced dim with size
+   1 (all dims for MT_DIM_ALL); keepdim = 0 drops it (MT_DIM_ALL gives a 0-dim
+   scalar). Input float32, any strides; output float32 (int64 for argmax and
+   argmin, whose whole-tensor index counts in row-major order).
+   Summation: every output adds its n inputs in double, in fixed blocks of
+   4096 consecutive elements along the reduced dim, each block in 8
+   interleaved partial sums (element k goes to sum k % 8) combined pairwise,
+   then the blocks in order. The order depends only on n: not on strides,
+   layout or thread count, so results are bit-identical across them.
+   mean = sum / n; var and std are two-pass (mean, then the sum of squared
+   deviations in the same order) divided by max(n - correction, 0) as torch
+   (correction = 1: unbiased, 0: population; n <= correction gives nan or
+   inf). Sum over 0 elements is 0, mean and var nan; max, min, argmax and
+   argmin of 0 elements fail. max/min propagate NaN; argmax/argmin return the
+   first index of the extreme (of the first NaN if any), as torch. */
+#define MT_DIM_ALL (-0x7fffffff - 1)
+MTDEF mt_status mt_sum(mt_tensor *out, const mt_tensor *a, int dim, int keepdim);
+MTDEF mt_status mt_mean(mt_tensor *out, const mt_tensor *a, int dim, int keepdim);
+MTDEF mt_status mt_var(mt_tensor *out, const mt_tensor *a, int dim, int correction, int keepdim);
+MTDEF mt_status mt_std(mt_tensor *out, const mt_tensor *a, int dim, int correction, int keepdim);
+MTDEF mt_status mt_max(mt_tensor *out, const mt_tensor *a, int dim, int keepdim);
+MTDEF mt_status mt_min(mt_tensor *out, const mt_tensor *a, int dim, int keepdim);
+MTDEF mt_status mt_argmax(mt_tensor *out, const mt_tensor *a, int dim, int keepdim);
+MTDEF mt_status mt_argmin(mt_tensor *out, const mt_tensor *a, int dim, int keepdim);
+
+/* softmax and log-softmax along `dim`, numerically stable (the maximum of the
+   line is subtracted first; the sum of exponentials accumulates in double in
+   index order). The result has the input's shape; `out` may be the input. */
+MTDEF mt_status mt_softmax(mt_tensor *out, const mt_tensor *a, int dim);
+MTDEF mt_status mt_log_softmax(mt_tensor *out, const mt_tensor *a, int dim);
+
+/* Printing as PyTorch's repr with its default options (4 decimals, fixed or
+   scientific notation chosen as torch does, 80 columns, more than 1000
+   elements summarised with "..." keeping 3 items at each edge, a dtype
+   suffix for float16 / bfloat16):
+       tensor([[-1.1258, -1.1524],
+               [ 0.8487,  0.6920]])
+   mt_print writes the text and a newline to `f`; mt_format writes it into
+   buf (always NUL-terminated when size > 0) and returns the length of the
+   whole text, as snprintf does. The one-line summary is mt_describe. */
+MTDEF mt_status mt_print(FILE *f, const mt_tensor *t);
+MTDEF int mt_format(const mt_tensor *t, char *buf, size_t size);
+
 /* ======================================================================
    SECTION shape: concat, stack, split, pad, repeat, gather
    ====================================================================== */
@@ -1691,6 +1787,1207 @@ MTDEF mt_status mt_randn_batch(mt_tensor *out, mt_generator *gens, int n_gens, i
 /* ======================================================================
    IMPLEMENTATION SECTION ops
    ====================================================================== */
+
+/* ---- shared helpers -------------------------------------------------- */
+
+/* Byte range [*lo, *hi) touched by a tensor (strides are never negative). */
+static void mt__extent(const mt_tensor *t, uintptr_t *lo, uintptr_t *hi) {
+    int64_t last = 0;
+    int i;
+    *lo = (uintptr_t)t->data;
+    for (i = 0; i < t->ndim; i++) {
+        if (t->shape[i] == 0) {
+            *hi = *lo;
+            return;
+        }
+        last += (t->shape[i] - 1) * t->stride[i];
+    }
+    *hi = *lo + (uintptr_t)((last + 1) * (int64_t)mt_dtype_size(t->dtype));
+}
+
+static int mt__overlap(const mt_tensor *a, const mt_tensor *b) {
+    uintptr_t alo, ahi, blo, bhi;
+    mt__extent(a, &alo, &ahi);
+    mt__extent(b, &blo, &bhi);
+    return alo < bhi && blo < ahi;
+}
+
+/* 1 when some dim of size > 1 has stride 0: writing it would race. */
+static int mt__is_expanded(const mt_tensor *t) {
+    int i;
+    for (i = 0; i < t->ndim; i++)
+        if (t->shape[i] > 1 && t->stride[i] == 0) return 1;
+    return 0;
+}
+
+/* Drops dims of size 1 and merges neighbours that are contiguous with each
+   other in every operand (row-major order of the index space is kept). */
+static int mt__coalesce(int ndim, int64_t *shape, int nops, int64_t (*stride)[MT_MAX_DIMS]) {
+    int i, k, n = 0;
+    for (i = 0; i < ndim; i++) {
+        if (shape[i] == 1) continue;
+        shape[n] = shape[i];
+        for (k = 0; k < nops; k++) stride[k][n] = stride[k][i];
+        n++;
+    }
+    ndim = n;
+    if (ndim < 2) return ndim;
+    n = 0; /* index of the last kept dim */
+    for (i = 1; i < ndim; i++) {
+        int ok = 1;
+        for (k = 0; k < nops; k++)
+            if (stride[k][n] != stride[k][i] * shape[i]) ok = 0;
+        if (ok) {
+            shape[n] *= shape[i];
+            for (k = 0; k < nops; k++) stride[k][n] = stride[k][i];
+        } else {
+            n++;
+            shape[n] = shape[i];
+            for (k = 0; k < nops; k++) stride[k][n] = stride[k][i];
+        }
+    }
+    return n + 1;
+}
+
+static mt_status mt__check_f32(const char *func, const mt_tensor *t, const char *name) {
+    if (!t) return mt__fail(MT_ERR_ARGUMENT, func, "%s is NULL", name);
+    if (!t->data) return mt__fail(MT_ERR_ARGUMENT, func, "%s is empty (no data)", name);
+    if (t->dtype != MT_F32)
+        return mt__fail(MT_ERR_DTYPE, func, "%s is %s; this kernel computes in float32 (convert with mt_to_dtype)",
+                        name, mt_dtype_name(t->dtype));
+    return MT_OK;
+}
+
+static int mt__dim_fmt(char *buf, size_t size, const mt_tensor *t) {
+    return mt__shape_fmt(buf, size, t->ndim, t->shape);
+}
+
+/* ---- element-wise engine --------------------------------------------- */
+
+enum {
+    /* binary: out, a, b */
+    MT__EW_ADD, MT__EW_SUB, MT__EW_MUL, MT__EW_DIV, MT__EW_AXPBY, MT__EW_LERP,
+    /* ternary: out, x, y, z */
+    MT__EW_WHERE, MT__EW_LERPT,
+    /* unary with parameters: out, a */
+    MT__EW_ADDS, MT__EW_MULS, MT__EW_DIVS, MT__EW_CLAMP,
+    /* unary */
+    MT__EW_NEG, MT__EW_ABS, MT__EW_SQUARE, MT__EW_EXP, MT__EW_LOG, MT__EW_SQRT, MT__EW_RSQRT, MT__EW_SIN,
+    MT__EW_COS, MT__EW_TANH, MT__EW_SIGMOID, MT__EW_SILU, MT__EW_GELU, MT__EW_GELU_TANH
+};
+
+#define MT__EW_CHUNK 16384 /* elements per work item along a long row */
+#define MT__EW_GRAIN 32768 /* elements per task at least */
+
+typedef struct mt__ew {
+    int op, nops;    /* nops = 1 (out) + inputs */
+    float p0, p1;    /* scalar parameters */
+    char *base[4];   /* operand 0 is the output */
+    int64_t esize[4];
+    int cond_i64;    /* where: the condition is int64 */
+    mt__rows rows;
+    int64_t chunk, nchunk;
+} mt__ew;
+
+/* Loops for one row of n elements; x, y are the operands, EXPR the result.
+   Unit-stride and broadcast-scalar rows go in blocks of MT__EW_VB: every
+   load of a block happens before its stores, so an output that is also an
+   input needs no alias check and compilers vectorise the block even at -O2
+   (GCC's cheap cost model refuses the plain loop). */
+#define MT__EW_VB 16
+
+#define MT__EW_BLOCKS(LOAD, STORE_EXPR)                                 \
+    for (i = 0; i + MT__EW_VB <= n; i += MT__EW_VB) {                   \
+        float t_[MT__EW_VB];                                            \
+        int k_;                                                         \
+        for (k_ = 0; k_ < MT__EW_VB; k_++) {                            \
+            LOAD(i + k_);                                               \
+            t_[k_] = (STORE_EXPR);                                      \
+        }                                                               \
+        for (k_ = 0; k_ < MT__EW_VB; k_++) o[i + k_] = t_[k_];          \
+    }                                                                   \
+    for (; i < n; i++) {                                                \
+        LOAD(i);                                                        \
+        o[i] = (STORE_EXPR);                                            \
+    }
+
+#define MT__LD_A(j) float x = a[j]
+#define MT__LD_AB(j) float x = a[j], y = b[j]
+#define MT__LD_A0(j) float y = yb, x = a[j]
+#define MT__LD_0B(j) float x = xb, y = b[j]
+#define MT__LD_CXY(j) float cv = c[j], x = ta[j], y = tb[j]
+#define MT__LD_ABW(j) float x = a[j], y = b[j], wv = w[j]
+
+#define MT__EW_UNARY(EXPR)                                              \
+    do {                                                                \
+        if (so == 1 && sa == 1) {                                       \
+            MT__EW_BLOCKS(MT__LD_A, EXPR)                               \
+        } else {                                                        \
+            for (i = 0; i < n; i++) {                                   \
+                float x = a[i * sa];                                    \
+                o[i * so] = (EXPR);                                     \
+            }                                                           \
+        }                                                               \
+    } while (0)
+
+#define MT__EW_BINARY(EXPR)                                             \
+    do {                                                                \
+        if (so == 1 && sa == 1 && sb == 1) {                            \
+            MT__EW_BLOCKS(MT__LD_AB, EXPR)                              \
+        } else if (so == 1 && sa == 1 && sb == 0) {                     \
+            float yb = b[0];                                            \
+            MT__EW_BLOCKS(MT__LD_A0, EXPR)                              \
+        } else if (so == 1 && sa == 0 && sb == 1) {                     \
+            float xb = a[0];                                            \
+            MT__EW_BLOCKS(MT__LD_0B, EXPR)                              \
+        } else {                                                        \
+            for (i = 0; i < n; i++) {                                   \
+                float x = a[i * sa], y = b[i * sb];                     \
+                o[i * so] = (EXPR);                                     \
+            }                                                           \
+        }                                                               \
+    } while (0)
+
+/* torch.lerp as PyTorch 1.13 computes it on CPU (lerp_vec): one fused
+   multiply-add from the nearer end point */
+static float mt__lerpf(float x, float y, float w) {
+    return fabsf(w) < 0.5f ? fmaf(w, y - x, x) : fmaf(w - 1.0f, y - x, y);
+}
+
+/* torch.clamp: min(max(x, lo), hi); a NaN x fails both tests and stays */
+static float mt__clampf(float x, float lo, float hi) {
+    float y = x < lo ? lo : x;
+    return y > hi ? hi : y;
+}
+
+static void mt__ew_row(const mt__ew *e, char *const *p, const int64_t *st, int64_t n) {
+    float *o = (float *)p[0];
+    const float *a = (const float *)p[1];
+    const float *b = e->nops > 2 ? (const float *)p[2] : NULL;
+    int64_t so = st[0], sa = st[1], sb = e->nops > 2 ? st[2] : 0, i;
+    float p0 = e->p0, p1 = e->p1;
+    switch (e->op) {
+    case MT__EW_ADD: MT__EW_BINARY(x + y); break;
+    case MT__EW_SUB: MT__EW_BINARY(x - y); break;
+    case MT__EW_MUL: MT__EW_BINARY(x * y); break;
+    case MT__EW_DIV: MT__EW_BINARY(x / y); break;
+    case MT__EW_AXPBY: MT__EW_BINARY(p0 * x + p1 * y); break;
+    case MT__EW_LERP: MT__EW_BINARY(mt__lerpf(x, y, p0)); break;
+    case MT__EW_WHERE: {
+        /* operands: cond, a, b */
+        const float *ta = (const float *)p[2], *tb = (const float *)p[3];
+        int64_t sc = st[1], sta = st[2], stb = st[3];
+        if (e->cond_i64) {
+            const int64_t *c = (const int64_t *)p[1];
+            for (i = 0; i < n; i++) o[i * so] = c[i * sc] != 0 ? ta[i * sta] : tb[i * stb];
+        } else {
+            const float *c = (const float *)p[1];
+            if (so == 1 && sc == 1 && sta == 1 && stb == 1) {
+                MT__EW_BLOCKS(MT__LD_CXY, cv != 0.0f ? x : y)
+            } else {
+                for (i = 0; i < n; i++) o[i * so] = c[i * sc] != 0.0f ? ta[i * sta] : tb[i * stb];
+            }
+        }
+        break;
+    }
+    case MT__EW_LERPT: {
+        const float *w = (const float *)p[3];
+        int64_t sw = st[3];
+        if (so == 1 && sa == 1 && sb == 1 && sw == 1) {
+            MT__EW_BLOCKS(MT__LD_ABW, mt__lerpf(x, y, wv))
+        } else {
+            for (i = 0; i < n; i++) o[i * so] = mt__lerpf(a[i * sa], b[i * sb], w[i * sw]);
+        }
+        break;
+    }
+    case MT__EW_ADDS: MT__EW_UNARY(x + p0); break;
+    case MT__EW_MULS: MT__EW_UNARY(x * p0); break;
+    case MT__EW_DIVS: MT__EW_UNARY(x / p0); break;
+    case MT__EW_CLAMP: MT__EW_UNARY(mt__clampf(x, p0, p1)); break;
+    case MT__EW_NEG: MT__EW_UNARY(-x); break;
+    case MT__EW_ABS: MT__EW_UNARY(fabsf(x)); break;
+    case MT__EW_SQUARE: MT__EW_UNARY(x * x); break;
+    case MT__EW_EXP: MT__EW_UNARY(expf(x)); break;
+    case MT__EW_LOG: MT__EW_UNARY(logf(x)); break;
+    case MT__EW_SQRT: MT__EW_UNARY(sqrtf(x)); break;
+    case MT__EW_RSQRT: MT__EW_UNARY(1.0f / sqrtf(x)); break;
+    case MT__EW_SIN: MT__EW_UNARY(sinf(x)); break;
+    case MT__EW_COS: MT__EW_UNARY(cosf(x)); break;
+    case MT__EW_TANH: MT__EW_UNARY(tanhf(x)); break;
+    case MT__EW_SIGMOID: MT__EW_UNARY(1.0f / (1.0f + expf(-x))); break;
+    case MT__EW_SILU: MT__EW_UNARY(x / (1.0f + expf(-x))); break;
+    case MT__EW_GELU: MT__EW_UNARY(x * 0.5f * (1.0f + erff(x * 0.70710678118654752f))); break;
+    case MT__EW_GELU_TANH:
+        /* 0.5 * (1 + tanh(k)) = 1 / (1 + exp(-2k)) exactly: one expf instead
+           of tanhf (4x cheaper with glibc), and no cancellation in 1 + tanh
+           for negative x. k as torch: sqrt(2 / pi) * (x + 0.044715 x^3) */
+        MT__EW_UNARY(x / (1.0f + expf(-2.0f * (0.79788456080286536f * (x + 0.044715f * (x * x * x))))));
+        break;
+    default: break;
+    }
+}
+
+static void mt__ew_task(void *ctx, int64_t begin, int64_t end) {
+    const mt__ew *e = (const mt__ew *)ctx;
+    int64_t u, k;
+    for (u = begin; u < end; u++) {
+        int64_t r = u / e->nchunk, j0 = (u % e->nchunk) * e->chunk, n = e->rows.len - j0, off[4];
+        char *p[4];
+        if (n > e->chunk) n = e->chunk;
+        mt__rows_offsets(&e->rows, r, off);
+        for (k = 0; k < e->nops; k++) p[k] = e->base[k] + (off[k] + j0 * e->rows.inner[k]) * e->esize[k];
+        mt__ew_row(e, p, e->rows.inner, n);
+    }
+}
+
+/* Runs element-wise op `op` over `nin` inputs (broadcast together) into out,
+   following the output convention. names[] name the inputs in messages. */
+static mt_status mt__ew_apply(const char *func, int op, float p0, float p1, mt_tensor *out, int nin,
+                              const mt_tensor *const *in, const char *const *names) {
+    mt_tensor tmp[3];
+    const mt_tensor *src[3];
+    int64_t shape[MT_MAX_DIMS], stride[4][MT_MAX_DIMS];
+    const int64_t *strides[4];
+    int ndim = 0, i, k, cnd;
+    int64_t numel, grain, units;
+    mt_status s;
+    mt__ew e;
+    if (!out) return mt__fail(MT_ERR_ARGUMENT, func, "output tensor is NULL");
+    for (k = 0; k < nin; k++) {
+        if (op == MT__EW_WHERE && k == 0 && in[0] && in[0]->data && in[0]->dtype == MT_I64) continue;
+        s = mt__check_f32(func, in[k], names[k]);
+        if (s != MT_OK) return s;
+    }
+    /* broadcast shape, right-aligned */
+    for (k = 0; k < nin; k++)
+        if (in[k]->ndim > ndim) ndim = in[k]->ndim;
+    for (i = 0; i < ndim; i++) {
+        int64_t size = 1;
+        for (k = 0; k < nin; k++) {
+            int j = i - (ndim - in[k]->ndim);
+            int64_t sk = j >= 0 ? in[k]->shape[j] : 1;
+            if (sk == 1) continue;
+            if (size != 1 && size != sk) {
+                char msg[400], sh[160];
+                size_t len = 0;
+                int q;
+                msg[0] = '\0';
+                for (q = 0; q < nin; q++) {
+                    mt__dim_fmt(sh, sizeof sh, in[q]);
+                    len += (size_t)snprintf(msg + len, len < sizeof msg ? sizeof msg - len : 0, "%s%s %s",
+                                            q ? (q == nin - 1 ? " and " : ", ") : "", names[q], sh);
+                    if (len >= sizeof msg) len = sizeof msg - 1;
+                }
+                return mt__fail(MT_ERR_SHAPE, func, "shapes do not broadcast: %s (dim %d of the result: %lld vs %lld)",
+                                msg, i - ndim, (long long)size, (long long)sk);
+            }
+            size = sk;
+        }
+        shape[i] = size;
+    }
+    for (k = 0; k < nin; k++) {
+        src[k] = in[k];
+        memset(&tmp[k], 0, sizeof tmp[k]);
+    }
+    if (out->data) {
+        s = mt__prepare_out(func, out, MT_F32, ndim, shape);
+        if (s != MT_OK) return s;
+        if (mt__is_expanded(out))
+            return mt__fail(MT_ERR_ARGUMENT, func, "output is an expanded view (a stride is 0); it cannot be written");
+        /* inputs overlapping the output other than element for element are
+           copied first, so no element is read after it was overwritten */
+        for (k = 0; k < nin; k++) {
+            int64_t bs[MT_MAX_DIMS];
+            int same = in[k]->data == out->data && in[k]->dtype == out->dtype;
+            if (!mt__overlap(out, in[k])) continue;
+            if (same && mt__broadcast_strides(in[k], ndim, shape, bs)) {
+                for (i = 0; i < ndim; i++)
+                    if (shape[i] > 1 && bs[i] != out->stride[i]) same = 0;
+                if (same) continue;
+            }
+            s = mt_clone(&tmp[k], in[k]);
+            if (s != MT_OK) {
+                for (i = 0; i < k; i++) mt_release(&tmp[i]);
+                return s;
+            }
+            src[k] = &tmp[k];
+        }
+    } else {
+        s = mt__prepare_out(func, out, MT_F32, ndim, shape);
+        if (s != MT_OK) return s;
+    }
+    numel = mt_numel(out);
+    if (numel > 0) {
+        for (i = 0; i < ndim; i++) stride[0][i] = out->stride[i];
+        for (k = 0; k < nin; k++) mt__broadcast_strides(src[k], ndim, shape, stride[k + 1]);
+        cnd = mt__coalesce(ndim, shape, nin + 1, stride);
+        for (k = 0; k <= nin; k++) strides[k] = stride[k];
+        memset(&e, 0, sizeof e);
+        e.op = op;
+        e.nops = nin + 1;
+        e.p0 = p0;
+        e.p1 = p1;
+        e.base[0] = (char *)out->data;
+        e.esize[0] = 4;
+        for (k = 0; k < nin; k++) {
+            e.base[k + 1] = (char *)src[k]->data;
+            e.esize[k + 1] = (int64_t)mt_dtype_size(src[k]->dtype);
+        }
+        e.cond_i64 = op == MT__EW_WHERE && src[0]->dtype == MT_I64;
+        mt__rows_init(&e.rows, cnd, shape, nin + 1, strides);
+        e.chunk = e.rows.len < MT__EW_CHUNK ? (e.rows.len > 0 ? e.rows.len : 1) : MT__EW_CHUNK;
+        e.nchunk = (e.rows.len + e.chunk - 1) / e.chunk;
+        units = e.rows.count * e.nchunk;
+        grain = MT__EW_GRAIN / e.chunk;
+        mt_parallel_for(units, grain > 0 ? grain : 1, mt__ew_task, &e);
+    }
+    for (k = 0; k < nin; k++) mt_release(&tmp[k]);
+    return MT_OK;
+}
+
+static mt_status mt__ew_binary(const char *func, int op, float p0, float p1, mt_tensor *out, const mt_tensor *a,
+                               const mt_tensor *b) {
+    const mt_tensor *in[2];
+    static const char *const names[2] = {"a", "b"};
+    in[0] = a;
+    in[1] = b;
+    return mt__ew_apply(func, op, p0, p1, out, 2, in, names);
+}
+
+static mt_status mt__ew_unary(const char *func, int op, float p0, float p1, mt_tensor *out, const mt_tensor *a) {
+    const mt_tensor *in[1];
+    static const char *const names[1] = {"a"};
+    in[0] = a;
+    return mt__ew_apply(func, op, p0, p1, out, 1, in, names);
+}
+
+MTDEF mt_status mt_add(mt_tensor *out, const mt_tensor *a, const mt_tensor *b) {
+    return mt__ew_binary("mt_add", MT__EW_ADD, 0, 0, out, a, b);
+}
+MTDEF mt_status mt_sub(mt_tensor *out, const mt_tensor *a, const mt_tensor *b) {
+    return mt__ew_binary("mt_sub", MT__EW_SUB, 0, 0, out, a, b);
+}
+MTDEF mt_status mt_mul(mt_tensor *out, const mt_tensor *a, const mt_tensor *b) {
+    return mt__ew_binary("mt_mul", MT__EW_MUL, 0, 0, out, a, b);
+}
+MTDEF mt_status mt_div(mt_tensor *out, const mt_tensor *a, const mt_tensor *b) {
+    return mt__ew_binary("mt_div", MT__EW_DIV, 0, 0, out, a, b);
+}
+MTDEF mt_status mt_axpby(mt_tensor *out, float alpha, const mt_tensor *a, float beta, const mt_tensor *b) {
+    return mt__ew_binary("mt_axpby", MT__EW_AXPBY, alpha, beta, out, a, b);
+}
+MTDEF mt_status mt_lerp(mt_tensor *out, const mt_tensor *a, const mt_tensor *b, float w) {
+    return mt__ew_binary("mt_lerp", MT__EW_LERP, w, 0, out, a, b);
+}
+MTDEF mt_status mt_where(mt_tensor *out, const mt_tensor *cond, const mt_tensor *a, const mt_tensor *b) {
+    const mt_tensor *in[3];
+    static const char *const names[3] = {"cond", "a", "b"};
+    in[0] = cond;
+    in[1] = a;
+    in[2] = b;
+    if (cond && cond->data && cond->dtype != MT_F32 && cond->dtype != MT_I64)
+        return MT__FAIL(MT_ERR_DTYPE, "cond is %s; it must be float32 or int64", mt_dtype_name(cond->dtype));
+    return mt__ew_apply("mt_where", MT__EW_WHERE, 0, 0, out, 3, in, names);
+}
+MTDEF mt_status mt_lerp_tensor(mt_tensor *out, const mt_tensor *a, const mt_tensor *b, const mt_tensor *w) {
+    const mt_tensor *in[3];
+    static const char *const names[3] = {"a", "b", "w"};
+    in[0] = a;
+    in[1] = b;
+    in[2] = w;
+    return mt__ew_apply("mt_lerp_tensor", MT__EW_LERPT, 0, 0, out, 3, in, names);
+}
+MTDEF mt_status mt_add_scalar(mt_tensor *out, const mt_tensor *a, float s) {
+    return mt__ew_unary("mt_add_scalar", MT__EW_ADDS, s, 0, out, a);
+}
+MTDEF mt_status mt_mul_scalar(mt_tensor *out, const mt_tensor *a, float s) {
+    return mt__ew_unary("mt_mul_scalar", MT__EW_MULS, s, 0, out, a);
+}
+MTDEF mt_status mt_div_scalar(mt_tensor *out, const mt_tensor *a, float s) {
+    return mt__ew_unary("mt_div_scalar", MT__EW_DIVS, s, 0, out, a);
+}
+MTDEF mt_status mt_clamp(mt_tensor *out, const mt_tensor *a, float lo, float hi) {
+    if (isnan(lo) || isnan(hi)) return MT__FAIL(MT_ERR_ARGUMENT, "bounds must not be NaN (lo=%g hi=%g)", lo, hi);
+    return mt__ew_unary("mt_clamp", MT__EW_CLAMP, lo, hi, out, a);
+}
+
+#define MT__UNARY_DEF(name, op) \
+    MTDEF mt_status name(mt_tensor *out, const mt_tensor *a) { return mt__ew_unary(#name, op, 0, 0, out, a); }
+MT__UNARY_DEF(mt_neg, MT__EW_NEG)
+MT__UNARY_DEF(mt_abs, MT__EW_ABS)
+MT__UNARY_DEF(mt_square, MT__EW_SQUARE)
+MT__UNARY_DEF(mt_exp, MT__EW_EXP)
+MT__UNARY_DEF(mt_log, MT__EW_LOG)
+MT__UNARY_DEF(mt_sqrt, MT__EW_SQRT)
+MT__UNARY_DEF(mt_rsqrt, MT__EW_RSQRT)
+MT__UNARY_DEF(mt_sin, MT__EW_SIN)
+MT__UNARY_DEF(mt_cos, MT__EW_COS)
+MT__UNARY_DEF(mt_tanh, MT__EW_TANH)
+MT__UNARY_DEF(mt_sigmoid, MT__EW_SIGMOID)
+MT__UNARY_DEF(mt_silu, MT__EW_SILU)
+MT__UNARY_DEF(mt_gelu, MT__EW_GELU)
+MT__UNARY_DEF(mt_gelu_tanh, MT__EW_GELU_TANH)
+#undef MT__UNARY_DEF
+
+/* ---- line-wise geometry (reductions, softmax) ------------------------- */
+
+#define MT__RED_BLOCK 4096 /* fixed summation block along a line (multiple of 8) */
+#define MT__LINE_GROUP 256 /* neighbouring lines handled together */
+
+/* A line-wise operation along dim d of `a`: the other dims (dropped when of
+   size 1, merged when contiguous) are walked as rows of rows.len lines;
+   operand 0 is `a`, operand 1 (when nops == 2) a tensor of a's shape with
+   strides ostride. Within a row, line j starts rows.inner[k] * j further. */
+typedef struct mt__lines {
+    int64_t n;       /* line length */
+    int64_t step[2]; /* stride along a line, per operand */
+    int64_t ngroup;  /* groups of up to MT__LINE_GROUP lines per row */
+    mt__rows rows;
+} mt__lines;
+
+static void mt__lines_init(mt__lines *g, const mt_tensor *a, int d, int nops, const int64_t *ostride) {
+    int64_t shape[MT_MAX_DIMS], stride[4][MT_MAX_DIMS];
+    const int64_t *strides[2];
+    int i, n = 0, cnd;
+    for (i = 0; i < a->ndim; i++) {
+        if (i == d) continue;
+        shape[n] = a->shape[i];
+        stride[0][n] = a->stride[i];
+        stride[1][n] = nops > 1 ? ostride[i] : 0;
+        n++;
+    }
+    g->n = d >= 0 ? a->shape[d] : 1;
+    g->step[0] = d >= 0 ? a->stride[d] : 0;
+    g->step[1] = d >= 0 && nops > 1 ? ostride[d] : 0;
+    cnd = mt__coalesce(n, shape, nops, stride);
+    strides[0] = stride[0];
+    strides[1] = stride[1];
+    mt__rows_init(&g->rows, cnd, shape, nops, strides);
+    g->ngroup = (g->rows.len + MT__LINE_GROUP - 1) / MT__LINE_GROUP;
+}
+
+/* ---- reductions ------------------------------------------------------ */
+
+enum { MT__R_SUM, MT__R_MEAN, MT__R_VAR, MT__R_STD, MT__R_MAX, MT__R_MIN, MT__R_ARGMAX, MT__R_ARGMIN };
+
+typedef struct mt__red {
+    int pass;            /* 0: sum of x, 1: sum of (x - mean)^2, 2: max, 3: min */
+    const float *x;
+    mt__lines g;
+    int64_t nb;          /* blocks per line */
+    double *part;        /* [M * nb] block results */
+    int64_t *pidx;       /* [M * nb] block arg-extremes (passes 2, 3) */
+    double *mean;        /* [M] means (written after pass 0, read by pass 1) */
+    /* finishing */
+    int kind, correction;
+    void *dst;           /* contiguous output, M elements */
+} mt__red;
+
+static double mt__tree8(const double *l) { return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7])); }
+
+/* v beats best: greater (smaller for min), or the first NaN */
+#define MT__BEATS(v, best, max) (((max) ? (v) > (best) : (v) < (best)) || ((v) != (v) && (best) == (best)))
+
+/* l[j] += p[j] (or (p[j] - mu[j])^2) for j < cnt, in blocks of 16 that
+   compilers vectorise at -O2 */
+static void mt__acc_lines(double *l, const float *p, const double *mu, int64_t cnt) {
+    int64_t j = 0;
+    int k;
+    if (!mu) {
+        for (; j + 16 <= cnt; j += 16)
+            for (k = 0; k < 16; k++) l[j + k] += (double)p[j + k];
+        for (; j < cnt; j++) l[j] += (double)p[j];
+    } else {
+        for (; j + 16 <= cnt; j += 16)
+            for (k = 0; k < 16; k++) {
+                double dv = (double)p[j + k] - mu[j + k];
+                l[j + k] += dv * dv;
+            }
+        for (; j < cnt; j++) {
+            double dv = (double)p[j] - mu[j];
+            l[j] += dv * dv;
+        }
+    }
+}
+
+static void mt__red_task(void *ctx, int64_t begin, int64_t end) {
+    const mt__red *e = (const mt__red *)ctx;
+    const mt__lines *g = &e->g;
+    int64_t L = g->rows.len, si = g->rows.inner[0], sr = g->step[0], nb = e->nb, u;
+    for (u = begin; u < end; u++) {
+        int64_t b = u % nb, t = u / nb, grp = t % g->ngroup, row = t / g->ngroup;
+        int64_t j0 = grp * MT__LINE_GROUP, cnt = L - j0, r0 = b * MT__RED_BLOCK, r1 = r0 + MT__RED_BLOCK;
+        int64_t off, m0 = row * L + j0, j, r;
+        const float *x;
+        int column;
+        if (cnt > MT__LINE_GROUP) cnt = MT__LINE_GROUP;
+        if (r1 > g->n) r1 = g->n;
+        mt__rows_offsets(&g->rows, row, &off);
+        x = e->x + off + j0 * si;
+        /* column order (lines side by side in memory): sweep r outside */
+        column = si == 1 && sr != 1 && cnt > 1;
+        if (e->pass >= 2) {
+            int mx = e->pass == 2;
+            if (column) {
+                float best[MT__LINE_GROUP];
+                int64_t bi[MT__LINE_GROUP];
+                for (j = 0; j < cnt; j++) {
+                    best[j] = x[r0 * sr + j];
+                    bi[j] = r0;
+                }
+                for (r = r0 + 1; r < r1; r++) {
+                    const float *p = x + r * sr;
+                    for (j = 0; j < cnt; j++) {
+                        float v = p[j];
+                        if (MT__BEATS(v, best[j], mx)) {
+                            best[j] = v;
+                            bi[j] = r;
+                        }
+                    }
+                }
+                for (j = 0; j < cnt; j++) {
+                    e->part[(m0 + j) * nb + b] = best[j];
+                    e->pidx[(m0 + j) * nb + b] = bi[j];
+                }
+            } else {
+                for (j = 0; j < cnt; j++) {
+                    const float *p = x + j * si;
+                    float best = p[r0 * sr];
+                    int64_t bi = r0;
+                    for (r = r0 + 1; r < r1; r++) {
+                        float v = p[r * sr];
+                        if (MT__BEATS(v, best, mx)) {
+                            best = v;
+                            bi = r;
+                        }
+                    }
+                    e->part[(m0 + j) * nb + b] = best;
+                    e->pidx[(m0 + j) * nb + b] = bi;
+                }
+            }
+        } else if (column) {
+            /* lane k of line j collects the elements r with r % 8 == k */
+            double l[8][MT__LINE_GROUP];
+            int k;
+            for (k = 0; k < 8; k++)
+                for (j = 0; j < cnt; j++) l[k][j] = 0.0;
+            for (r = r0; r < r1; r++) mt__acc_lines(l[r & 7], x + r * sr, e->pass ? e->mean + m0 : NULL, cnt);
+            for (j = 0; j < cnt; j++) {
+                double lj[8];
+                for (k = 0; k < 8; k++) lj[k] = l[k][j];
+                e->part[(m0 + j) * nb + b] = mt__tree8(lj);
+            }
+        } else {
+            for (j = 0; j < cnt; j++) {
+                const float *p = x + j * si;
+                double l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                if (e->pass == 0) {
+                    if (sr == 1) {
+                        for (r = r0; r + 8 <= r1; r += 8) {
+                            l[0] += (double)p[r];
+                            l[1] += (double)p[r + 1];
+                            l[2] += (double)p[r + 2];
+                            l[3] += (double)p[r + 3];
+                            l[4] += (double)p[r + 4];
+                            l[5] += (double)p[r + 5];
+                            l[6] += (double)p[r + 6];
+                            l[7] += (double)p[r + 7];
+                        }
+                        for (; r < r1; r++) l[r & 7] += (double)p[r];
+                    } else {
+                        for (r = r0; r < r1; r++) l[r & 7] += (double)p[r * sr];
+                    }
+                } else {
+                    double mu = e->mean[m0 + j];
+                    for (r = r0; r < r1; r++) {
+                        double dv = (double)p[r * sr] - mu;
+                        l[r & 7] += dv * dv;
+                    }
+                }
+                e->part[(m0 + j) * nb + b] = mt__tree8(l);
+            }
+        }
+    }
+}
+
+/* Combines the blocks of outputs [begin, end) and writes the results. */
+static void mt__red_finish(void *ctx, int64_t begin, int64_t end) {
+    const mt__red *e = (const mt__red *)ctx;
+    int64_t m, b, nb = e->nb, n = e->g.n;
+    for (m = begin; m < end; m++) {
+        const double *pm = e->part + m * nb;
+        if (e->kind >= MT__R_MAX) {
+            int mx = e->kind == MT__R_MAX || e->kind == MT__R_ARGMAX;
+            double best = pm[0];
+            int64_t bi = e->pidx[m * nb];
+            for (b = 1; b < nb; b++) {
+                if (MT__BEATS(pm[b], best, mx)) {
+                    best = pm[b];
+                    bi = e->pidx[m * nb + b];
+                }
+            }
+            if (e->kind == MT__R_MAX || e->kind == MT__R_MIN)
+                ((float *)e->dst)[m] = (float)best;
+            else
+                ((int64_t *)e->dst)[m] = bi;
+        } else {
+            double total = pm[0], v;
+            for (b = 1; b < nb; b++) total += pm[b];
+            if (e->pass == 0 && e->kind != MT__R_SUM) {
+                /* a mean: the output itself, or the input of the second pass */
+                v = n > 0 ? total / (double)n : (double)NAN;
+                if (e->kind == MT__R_MEAN)
+                    ((float *)e->dst)[m] = (float)v;
+                else
+                    e->mean[m] = v;
+                continue;
+            }
+            if (e->kind == MT__R_SUM) {
+                v = total;
+            } else {
+                int64_t div = n > e->correction ? n - e->correction : 0;
+                v = div > 0 ? total / (double)div : (total > 0 ? (double)INFINITY : (double)NAN);
+                if (n == 0) v = NAN;
+                if (e->kind == MT__R_STD) v = sqrt(v);
+            }
+            ((float *)e->dst)[m] = (float)v;
+        }
+    }
+}
+
+static mt_status mt__reduce(const char *func, int kind, mt_tensor *out, const mt_tensor *a, int dim, int keepdim,
+                            int correction) {
+    int64_t oshape[MT_MAX_DIMS], M, n, units, work, grain;
+    int ondim = 0, d = 0, i, all, allocated = 0, extreme = kind >= MT__R_MAX;
+    mt_dtype odt = (kind == MT__R_ARGMAX || kind == MT__R_ARGMIN) ? MT_I64 : MT_F32;
+    mt_tensor src, tmp, flat, *target;
+    mt_status s;
+    mt__red e;
+    double *mean = NULL;
+    s = mt__check_f32(func, a, "a");
+    if (s != MT_OK) return s;
+    if (!out) return mt__fail(MT_ERR_ARGUMENT, func, "output tensor is NULL");
+    all = dim == MT_DIM_ALL || a->ndim == 0;
+    if (dim != MT_DIM_ALL) {
+        d = mt__norm_dim(dim, a->ndim);
+        if (a->ndim == 0 ? (dim != 0 && dim != -1) : (d < 0 || d >= a->ndim))
+            return mt__fail(MT_ERR_ARGUMENT, func, "dim %d out of range for %d dims", dim, a->ndim);
+    }
+    if (correction < 0) return mt__fail(MT_ERR_ARGUMENT, func, "correction %d is negative", correction);
+    for (i = 0; i < a->ndim; i++) {
+        if (all || i == d) {
+            if (keepdim) oshape[ondim++] = 1;
+        } else {
+            oshape[ondim++] = a->shape[i];
+        }
+    }
+    n = all ? mt_numel(a) : a->shape[d];
+    if (extreme && n == 0) {
+        char sh[160];
+        mt__dim_fmt(sh, sizeof sh, a);
+        if (all) return mt__fail(MT_ERR_SHAPE, func, "cannot reduce the empty tensor %s", sh);
+        return mt__fail(MT_ERR_SHAPE, func, "cannot reduce over dim %d of size 0 (input %s)", dim, sh);
+    }
+    memset(&src, 0, sizeof src);
+    memset(&tmp, 0, sizeof tmp);
+    memset(&e, 0, sizeof e);
+    if (out->data) {
+        s = mt__prepare_out(func, out, odt, ondim, oshape);
+        if (s != MT_OK) return s;
+        target = out;
+        if (!mt_is_contiguous(out) || mt__overlap(out, a)) {
+            s = mt__prepare_out(func, &tmp, odt, ondim, oshape);
+            if (s != MT_OK) return s;
+            target = &tmp;
+        }
+    } else {
+        s = mt__prepare_out(func, out, odt, ondim, oshape);
+        if (s != MT_OK) return s;
+        allocated = 1;
+        target = out;
+    }
+    M = mt_numel(target);
+    if (M == 0) goto done;
+    /* the whole tensor is one line in row-major order */
+    if (all) {
+        s = mt_contiguous(&src, a);
+        if (s != MT_OK) goto fail;
+        flat = src;
+        flat.ndim = 1;
+        flat.shape[0] = n;
+        flat.stride[0] = 1;
+        d = 0;
+    } else {
+        flat = *a;
+    }
+    e.x = (const float *)flat.data;
+    mt__lines_init(&e.g, &flat, d, 1, NULL);
+    e.nb = n > 0 ? (n + MT__RED_BLOCK - 1) / MT__RED_BLOCK : 1;
+    e.kind = kind;
+    e.correction = correction;
+    e.dst = target->data;
+    e.part = (double *)MT_MALLOC((size_t)(M * e.nb) * sizeof(double));
+    if (extreme) e.pidx = (int64_t *)MT_MALLOC((size_t)(M * e.nb) * sizeof(int64_t));
+    if (kind == MT__R_VAR || kind == MT__R_STD) mean = (double *)MT_MALLOC((size_t)M * sizeof(double));
+    if (!e.part || (extreme && !e.pidx) || ((kind == MT__R_VAR || kind == MT__R_STD) && !mean)) {
+        s = mt__fail(MT_ERR_MEMORY, func, "cannot allocate %lld partial results", (long long)(M * e.nb));
+        goto fail;
+    }
+    e.mean = mean;
+    units = e.g.rows.count * e.g.ngroup * e.nb;
+    work = (n < MT__RED_BLOCK ? (n > 0 ? n : 1) : MT__RED_BLOCK) *
+           (e.g.rows.len < MT__LINE_GROUP ? e.g.rows.len : MT__LINE_GROUP);
+    grain = MT__EW_GRAIN / work;
+    if (grain < 1) grain = 1;
+    e.pass = kind == MT__R_MAX || kind == MT__R_ARGMAX ? 2 : (extreme ? 3 : 0);
+    mt_parallel_for(units, grain, mt__red_task, &e);
+    mt_parallel_for(M, 4096, mt__red_finish, &e);
+    if (kind == MT__R_VAR || kind == MT__R_STD) {
+        e.pass = 1;
+        mt_parallel_for(units, grain, mt__red_task, &e);
+        mt_parallel_for(M, 4096, mt__red_finish, &e);
+    }
+    MT_FREE(e.part);
+    MT_FREE(e.pidx);
+    MT_FREE(mean);
+    mt_release(&src);
+done:
+    if (target == &tmp) {
+        s = mt_copy(out, &tmp);
+        mt_release(&tmp);
+        return s;
+    }
+    return MT_OK;
+fail:
+    MT_FREE(e.part);
+    MT_FREE(e.pidx);
+    MT_FREE(mean);
+    mt_release(&src);
+    mt_release(&tmp);
+    if (allocated) mt_release(out);
+    return s;
+}
+
+MTDEF mt_status mt_sum(mt_tensor *out, const mt_tensor *a, int dim, int keepdim) {
+    return mt__reduce("mt_sum", MT__R_SUM, out, a, dim, keepdim, 0);
+}
+MTDEF mt_status mt_mean(mt_tensor *out, const mt_tensor *a, int dim, int keepdim) {
+    return mt__reduce("mt_mean", MT__R_MEAN, out, a, dim, keepdim, 0);
+}
+MTDEF mt_status mt_var(mt_tensor *out, const mt_tensor *a, int dim, int correction, int keepdim) {
+    return mt__reduce("mt_var", MT__R_VAR, out, a, dim, keepdim, correction);
+}
+MTDEF mt_status mt_std(mt_tensor *out, const mt_tensor *a, int dim, int correction, int keepdim) {
+    return mt__reduce("mt_std", MT__R_STD, out, a, dim, keepdim, correction);
+}
+MTDEF mt_status mt_max(mt_tensor *out, const mt_tensor *a, int dim, int keepdim) {
+    return mt__reduce("mt_max", MT__R_MAX, out, a, dim, keepdim, 0);
+}
+MTDEF mt_status mt_min(mt_tensor *out, const mt_tensor *a, int dim, int keepdim) {
+    return mt__reduce("mt_min", MT__R_MIN, out, a, dim, keepdim, 0);
+}
+MTDEF mt_status mt_argmax(mt_tensor *out, const mt_tensor *a, int dim, int keepdim) {
+    return mt__reduce("mt_argmax", MT__R_ARGMAX, out, a, dim, keepdim, 0);
+}
+MTDEF mt_status mt_argmin(mt_tensor *out, const mt_tensor *a, int dim, int keepdim) {
+    return mt__reduce("mt_argmin", MT__R_ARGMIN, out, a, dim, keepdim, 0);
+}
+
+/* ---- softmax --------------------------------------------------------- */
+
+typedef struct mt__smx {
+    int log;
+    const float *x;
+    float *y;
+    mt__lines g;
+} mt__smx;
+
+static void mt__smx_task(void *ctx, int64_t begin, int64_t end) {
+    const mt__smx *e = (const mt__smx *)ctx;
+    const mt__lines *g = &e->g;
+    int64_t L = g->rows.len, si = g->rows.inner[0], so = g->rows.inner[1];
+    int64_t sr = g->step[0], sy = g->step[1], n = g->n, u, j, r;
+    for (u = begin; u < end; u++) {
+        int64_t grp = u % g->ngroup, row = u / g->ngroup, j0 = grp * MT__LINE_GROUP, cnt = L - j0, off[2];
+        const float *x;
+        float *y;
+        if (cnt > MT__LINE_GROUP) cnt = MT__LINE_GROUP;
+        mt__rows_offsets(&g->rows, row, off);
+        x = e->x + off[0] + j0 * si;
+        y = e->y + off[1] + j0 * so;
+        if (si == 1 && so == 1 && cnt > 1) {
+            /* neighbouring lines are adjacent in memory: sweep r outside */
+            float mx[MT__LINE_GROUP], f[MT__LINE_GROUP];
+            double sum[MT__LINE_GROUP];
+            for (j = 0; j < cnt; j++) {
+                mx[j] = -INFINITY;
+                sum[j] = 0.0;
+            }
+            for (r = 0; r < n; r++) {
+                const float *p = x + r * sr;
+                for (j = 0; j < cnt; j++)
+                    if (p[j] > mx[j] || p[j] != p[j]) mx[j] = p[j];
+            }
+            if (!e->log) {
+                for (r = 0; r < n; r++) {
+                    const float *p = x + r * sr;
+                    float *q = y + r * sy;
+                    for (j = 0; j < cnt; j++) {
+                        float ev = expf(p[j] - mx[j]);
+                        q[j] = ev;
+                        sum[j] += (double)ev;
+                    }
+                }
+                for (j = 0; j < cnt; j++) f[j] = (float)(1.0 / sum[j]);
+                for (r = 0; r < n; r++) {
+                    float *q = y + r * sy;
+                    for (j = 0; j < cnt; j++) q[j] *= f[j];
+                }
+            } else {
+                for (r = 0; r < n; r++) {
+                    const float *p = x + r * sr;
+                    for (j = 0; j < cnt; j++) sum[j] += (double)expf(p[j] - mx[j]);
+                }
+                for (j = 0; j < cnt; j++) f[j] = (float)log(sum[j]);
+                for (r = 0; r < n; r++) {
+                    const float *p = x + r * sr;
+                    float *q = y + r * sy;
+                    for (j = 0; j < cnt; j++) q[j] = (p[j] - mx[j]) - f[j];
+                }
+            }
+        } else {
+            for (j = 0; j < cnt; j++) {
+                const float *p = x + j * si;
+                float *q = y + j * so, mx = -INFINITY, f;
+                double sum = 0.0;
+                for (r = 0; r < n; r++) {
+                    float v = p[r * sr];
+                    if (v > mx || v != v) mx = v;
+                }
+                if (!e->log) {
+                    for (r = 0; r < n; r++) {
+                        float ev = expf(p[r * sr] - mx);
+                        q[r * sy] = ev;
+                        sum += (double)ev;
+                    }
+                    f = (float)(1.0 / sum);
+                    for (r = 0; r < n; r++) q[r * sy] *= f;
+                } else {
+                    for (r = 0; r < n; r++) sum += (double)expf(p[r * sr] - mx);
+                    f = (float)log(sum);
+                    for (r = 0; r < n; r++) q[r * sy] = (p[r * sr] - mx) - f;
+                }
+            }
+        }
+    }
+}
+
+static mt_status mt__softmax(const char *func, int lg, mt_tensor *out, const mt_tensor *a, int dim) {
+    mt_tensor tmp;
+    const mt_tensor *src = a;
+    int d, i;
+    int64_t grain, work;
+    mt_status s;
+    mt__smx e;
+    s = mt__check_f32(func, a, "a");
+    if (s != MT_OK) return s;
+    if (!out) return mt__fail(MT_ERR_ARGUMENT, func, "output tensor is NULL");
+    d = mt__norm_dim(dim, a->ndim);
+    if (a->ndim == 0 ? (dim != 0 && dim != -1) : (d < 0 || d >= a->ndim))
+        return mt__fail(MT_ERR_ARGUMENT, func, "dim %d out of range for %d dims", dim, a->ndim);
+    if (a->ndim == 0) d = -1;
+    memset(&tmp, 0, sizeof tmp);
+    if (out->data) {
+        int same;
+        s = mt__prepare_out(func, out, MT_F32, a->ndim, a->shape);
+        if (s != MT_OK) return s;
+        if (mt__is_expanded(out))
+            return mt__fail(MT_ERR_ARGUMENT, func, "output is an expanded view (a stride is 0); it cannot be written");
+        same = out->data == a->data;
+        for (i = 0; i < a->ndim; i++)
+            if (a->shape[i] > 1 && a->stride[i] != out->stride[i]) same = 0;
+        if (!same && mt__overlap(out, a)) {
+            s = mt_clone(&tmp, a);
+            if (s != MT_OK) return s;
+            src = &tmp;
+        }
+    } else {
+        s = mt__prepare_out(func, out, MT_F32, a->ndim, a->shape);
+        if (s != MT_OK) return s;
+    }
+    if (mt_numel(out) > 0) {
+        memset(&e, 0, sizeof e);
+        e.log = lg;
+        e.x = (const float *)src->data;
+        e.y = (float *)out->data;
+        mt__lines_init(&e.g, src, d, 2, out->stride);
+        work = (e.g.n > 0 ? e.g.n : 1) * (e.g.rows.len < MT__LINE_GROUP ? e.g.rows.len : MT__LINE_GROUP) * 4;
+        grain = MT__EW_GRAIN / work;
+        mt_parallel_for(e.g.rows.count * e.g.ngroup, grain > 0 ? grain : 1, mt__smx_task, &e);
+    }
+    mt_release(&tmp);
+    return MT_OK;
+}
+
+MTDEF mt_status mt_softmax(mt_tensor *out, const mt_tensor *a, int dim) {
+    return mt__softmax("mt_softmax", 0, out, a, dim);
+}
+MTDEF mt_status mt_log_softmax(mt_tensor *out, const mt_tensor *a, int dim) {
+    return mt__softmax("mt_log_softmax", 1, out, a, dim);
+}
+
+/* ---- printing -------------------------------------------------------- */
+
+/* Follows torch/_tensor_str.py (PyTorch 1.13) with the default print
+   options: precision 4, threshold 1000, edgeitems 3, linewidth 80. */
+#define MT__PRINT_EDGE 3
+#define MT__PRINT_THRESHOLD 1000
+#define MT__PRINT_LINEWIDTH 80
+
+typedef struct mt__sink {
+    FILE *f;
+    char *buf;
+    size_t size, len, col; /* col: characters since the last newline */
+    int err;
+} mt__sink;
+
+static void mt__put(mt__sink *s, const char *str, size_t n) {
+    size_t i;
+    if (s->f) {
+        if (n && fwrite(str, 1, n, s->f) != n) s->err = 1;
+    } else if (s->buf && s->size > 0 && s->len < s->size - 1) {
+        size_t room = s->size - 1 - s->len;
+        memcpy(s->buf + s->len, str, n < room ? n : room);
+    }
+    s->len += n;
+    for (i = 0; i < n; i++) s->col = str[i] == '\n' ? 0 : s->col + 1;
+}
+
+static void mt__puts(mt__sink *s, const char *str) { mt__put(s, str, strlen(str)); }
+
+static void mt__put_spaces(mt__sink *s, int64_t n) {
+    static const char sp[] = "                                ";
+    while (n > 0) {
+        int64_t k = n < 32 ? n : 32;
+        mt__put(s, sp, (size_t)k);
+        n -= k;
+    }
+}
+
+typedef struct mt__pfmt {
+    int is_float, int_mode, sci;
+    int width;
+    /* statistics of the nonzero finite values */
+    int64_t count;
+    double amin, amax;
+} mt__pfmt;
+
+/* Formats one value as _Formatter.format does, without the padding. */
+static int mt__pfmt_value(const mt__pfmt *f, const mt_tensor *t, int64_t off, char *buf, size_t size) {
+    const char *p = (const char *)t->data + off * (int64_t)mt_dtype_size(t->dtype);
+    double v;
+    if (!f->is_float) {
+        int64_t iv;
+        memcpy(&iv, p, sizeof iv);
+        return snprintf(buf, size, "%lld", (long long)iv);
+    }
+    v = mt__load(p, t->dtype);
+    if (isnan(v)) return snprintf(buf, size, "nan"); /* also for a negative NaN, as Python */
+    if (f->sci) return snprintf(buf, size, "%.4e", v);
+    if (f->int_mode) return snprintf(buf, size, isinf(v) ? "%.0f" : "%.0f.", v);
+    return snprintf(buf, size, "%.4f", v);
+}
+
+/* Visits the elements that get printed (all, or 3 at each edge of every
+   dim longer than 6 when summarising) for the formatter's statistics
+   (pass 0) and widths (pass 1). */
+static void mt__pfmt_scan(mt__pfmt *f, const mt_tensor *t, int dim, int64_t off, int summarize, int pass) {
+    int64_t i, n;
+    if (dim == t->ndim) {
+        char buf[400];
+        if (!f->is_float) {
+            int w = mt__pfmt_value(f, t, off, buf, sizeof buf);
+            if (w > f->width) f->width = w;
+            return;
+        }
+        {
+            double v = mt__load((const char *)t->data + off * (int64_t)mt_dtype_size(t->dtype), t->dtype);
+            if (!isfinite(v) || v == 0) return;
+            if (pass == 0) {
+                double av = fabs(v);
+                if (f->count == 0 || av < f->amin) f->amin = av;
+                if (f->count == 0 || av > f->amax) f->amax = av;
+                if (v != ceil(v)) f->int_mode = 0;
+                f->count++;
+            } else {
+                /* in int mode "%.0f." counts the '.' as torch's len + 1 */
+                int w = mt__pfmt_value(f, t, off, buf, sizeof buf);
+                if (w > f->width) f->width = w;
+            }
+        }
+        return;
+    }
+    n = t->shape[dim];
+    for (i = 0; i < n; i++) {
+        if (summarize && n > 2 * MT__PRINT_EDGE && i == MT__PRINT_EDGE) i = n - MT__PRINT_EDGE;
+        mt__pfmt_scan(f, t, dim + 1, off + i * t->stride[dim], summarize, pass);
+    }
+}
+
+static void mt__put_value(mt__sink *s, const mt__pfmt *f, const mt_tensor *t, int64_t off) {
+    char buf[400];
+    int w = mt__pfmt_value(f, t, off, buf, sizeof buf);
+    if (w < 0) w = 0;
+    if ((size_t)w >= sizeof buf) w = (int)sizeof buf - 1;
+    mt__put_spaces(s, f->width - w);
+    mt__put(s, buf, (size_t)w);
+}
+
+static void mt__print_rec(mt__sink *s, const mt__pfmt *f, const mt_tensor *t, int dim, int64_t off, int indent,
+                          int summarize) {
+    int rem = t->ndim - dim;
+    int64_t n, k, count, i;
+    int skip;
+    if (rem == 0) {
+        mt__put_value(s, f, t, off);
+        return;
+    }
+    n = t->shape[dim];
+    skip = summarize && n > 2 * MT__PRINT_EDGE;
+    count = skip ? 2 * MT__PRINT_EDGE + 1 : n;
+    mt__put(s, "[", 1);
+    if (rem == 1) {
+        int64_t per_line = (MT__PRINT_LINEWIDTH - indent) / (f->width + 2);
+        if (per_line < 1) per_line = 1;
+        for (k = 0; k < count; k++) {
+            if (k > 0) {
+                if (k % per_line == 0) {
+                    mt__put(s, ",\n", 2);
+                    mt__put_spaces(s, indent + 1);
+                } else {
+                    mt__put(s, ", ", 2);
+                }
+            }
+            if (skip && k == MT__PRINT_EDGE) {
+                mt__put(s, " ...", 4);
+                continue;
+            }
+            i = skip && k > MT__PRINT_EDGE ? n - count + k : k;
+            mt__put_value(s, f, t, off + i * t->stride[dim]);
+        }
+    } else {
+        for (k = 0; k < count; k++) {
+            if (k > 0) {
+                int q;
+                mt__put(s, ",", 1);
+                for (q = 0; q < rem - 1; q++) mt__put(s, "\n", 1);
+                mt__put_spaces(s, indent + 1);
+            }
+            if (skip && k == MT__PRINT_EDGE) {
+                mt__put(s, "...", 3);
+                continue;
+            }
+            i = skip && k > MT__PRINT_EDGE ? n - count + k : k;
+            mt__print_rec(s, f, t, dim + 1, off + i * t->stride[dim], indent + 1, summarize);
+        }
+    }
+    mt__put(s, "]", 1);
+}
+
+static void mt__print_tensor(mt__sink *s, const mt_tensor *t) {
+    char suffix[2][200];
+    int nsuffix = 0, i;
+    const int indent = 7; /* strlen("tensor(") */
+    mt__puts(s, "tensor(");
+    if (!t->data || mt_numel(t) == 0) {
+        mt__puts(s, "[]");
+        if (t->data && t->ndim != 1) {
+            size_t len = (size_t)snprintf(suffix[nsuffix], sizeof suffix[0], "size=(");
+            for (i = 0; i < t->ndim && len < sizeof suffix[0]; i++)
+                len += (size_t)snprintf(suffix[nsuffix] + len, sizeof suffix[0] - len, "%s%lld", i ? ", " : "",
+                                        (long long)t->shape[i]);
+            if (len < sizeof suffix[0]) snprintf(suffix[nsuffix] + len, sizeof suffix[0] - len, ")");
+            nsuffix++;
+        }
+        if (t->data && t->dtype != MT_F32)
+            snprintf(suffix[nsuffix++], sizeof suffix[0], "dtype=torch.%s", mt_dtype_name(t->dtype));
+    } else {
+        mt__pfmt f;
+        int summarize = mt_numel(t) > MT__PRINT_THRESHOLD;
+        memset(&f, 0, sizeof f);
+        f.is_float = t->dtype != MT_I64;
+        f.int_mode = 1;
+        f.width = 1;
+        if (f.is_float) {
+            mt__pfmt_scan(&f, t, 0, 0, summarize, 0);
+            if (f.count > 0) {
+                if (f.int_mode)
+                    f.sci = f.amax / f.amin > 1000.0 || f.amax > 1.0e8;
+                else
+                    f.sci = f.amax / f.amin > 1000.0 || f.amax > 1.0e8 || f.amin < 1.0e-4;
+                mt__pfmt_scan(&f, t, 0, 0, summarize, 1);
+            }
+        } else {
+            mt__pfmt_scan(&f, t, 0, 0, summarize, 0);
+        }
+        mt__print_rec(s, &f, t, 0, 0, indent, summarize);
+        if (t->dtype != MT_F32 && t->dtype != MT_I64)
+            snprintf(suffix[nsuffix++], sizeof suffix[0], "dtype=torch.%s", mt_dtype_name(t->dtype));
+    }
+    {
+        /* _add_suffixes: wrap before a suffix that would pass the line width */
+        size_t last = s->col + 2;
+        for (i = 0; i < nsuffix; i++) {
+            size_t sl = strlen(suffix[i]);
+            if (last + sl + 2 > MT__PRINT_LINEWIDTH) {
+                mt__put(s, ",\n", 2);
+                mt__put_spaces(s, indent);
+                last = (size_t)indent + sl;
+            } else {
+                mt__put(s, ", ", 2);
+                last += sl + 2;
+            }
+            mt__put(s, suffix[i], sl);
+        }
+    }
+    mt__put(s, ")", 1);
+}
+
+MTDEF int mt_format(const mt_tensor *t, char *buf, size_t size) {
+    mt__sink s;
+    memset(&s, 0, sizeof s);
+    s.buf = buf;
+    s.size = buf ? size : 0;
+    if (!t) {
+        mt__puts(&s, "(null)");
+    } else {
+        mt__print_tensor(&s, t);
+    }
+    if (buf && size > 0) buf[s.len < size ? s.len : size - 1] = '\0';
+    return (int)s.len;
+}
+
+MTDEF mt_status mt_print(FILE *f, const mt_tensor *t) {
+    mt__sink s;
+    if (!f || !t) return MT__FAIL(MT_ERR_ARGUMENT, "%s is NULL", f ? "tensor" : "file");
+    memset(&s, 0, sizeof s);
+    s.f = f;
+    mt__print_tensor(&s, t);
+    mt__put(&s, "\n", 1);
+    if (s.err || ferror(f)) return MT__FAIL(MT_ERR_IO, "cannot write to the stream");
+    return MT_OK;
+}
+
+#undef MT__BEATS
+#undef MT__EW_BLOCKS
+#undef MT__EW_UNARY
+#undef MT__EW_BINARY
+#undef MT__LD_A
+#undef MT__LD_AB
+#undef MT__LD_A0
+#undef MT__LD_0B
+#undef MT__LD_CXY
+#undef MT__LD_ABW
 
 /* ======================================================================
    IMPLEMENTATION SECTION shape
