@@ -2793,7 +2793,9 @@ static mod_status mod__validate(const mod_block *b, int pipeline) {
     for (i = 0; i < f.inter.n && s == MOD_OK; i++)
         if (!MOD__IS_COLLECTOR(f.inter.v[i].p) && !mod__names_add(&args, f.inter.v[i].p->name)) s = mod__oom();
     nt = 0;
-    if (s == MOD_OK && !mod__collect_triggers(b, &tv, &nt, &ct)) s = mod__oom();
+    if (s == MOD_OK && (!mod__collect_triggers(b, &tv, &nt, &ct) || !mod__reserve((void **)&tv, &ct, nt + 1, sizeof(char *))))
+        s = mod__oom();
+    if (s == MOD_OK) tv[nt] = NULL; /* the list is passed as NULL-terminated inputs */
     if (s == MOD_OK && pipeline) {
         /* every trigger must be something a user passes or a block makes */
         mod__units all;
@@ -2976,7 +2978,7 @@ static void mod__mm_walk(mod__mm *m, const mod_block *b, const char *label, int 
            previous iteration */
         for (e = first_event; e < m->nev; e++)
             for (k = 0; k < m->ns; k++)
-                if (m->src[k].node >= first_node && m->src[k].node > m->events[e].node &&
+                if (m->src[k].node >= first_node && m->src[k].node >= m->events[e].node &&
                     strcmp(m->src[k].name, m->events[e].name) == 0)
                     mod__mm_edge_add(m, m->src[k].node, m->events[e].node, m->events[e].name, 1);
     } else {
