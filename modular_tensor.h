@@ -1575,6 +1575,7 @@ MTDEF mt_status mt_repeat(mt_tensor *out, const mt_tensor *a, int nreps, const i
     int lead, i;
     mt__shape_dst dst;
     mt_status s;
+    memset(oshape, 0, sizeof oshape);
     if (!out || !a || !a->data) return MT__FAIL(MT_ERR_ARGUMENT, "output or input is NULL or empty");
     if (nreps < a->ndim || nreps > MT_MAX_DIMS || (nreps && !reps))
         return MT__FAIL(MT_ERR_ARGUMENT, "%d repeat counts for a %d-dim tensor; need between %d and %d", nreps,
