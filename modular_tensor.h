@@ -272,6 +272,44 @@ MTDEF mt_status mt_pixel_unshuffle(mt_tensor *out, const mt_tensor *x, int r);
    SECTION layers: norms, resampling, pooling
    ====================================================================== */
 
+/* float32. Inputs may be strided views; outputs follow the output
+   convention (out may be x itself). Statistics are accumulated in double in
+   a fixed order, so results are identical for every thread count; the
+   variance is the biased one, as torch's norms use. `weight` and `bias` are
+   optional (NULL or an empty tensor). */
+
+/* F.group_norm(x, num_groups, weight, bias, eps): x is (N, C, *), C a
+   multiple of num_groups; weight and bias have shape [C]. */
+MTDEF mt_status mt_group_norm(mt_tensor *out, const mt_tensor *x, int num_groups, const mt_tensor *weight,
+                              const mt_tensor *bias, double eps);
+/* F.layer_norm(x, x.shape[-normalized_ndim:], weight, bias, eps): normalizes
+   over the last normalized_ndim dims; weight and bias have their shape. */
+MTDEF mt_status mt_layer_norm(mt_tensor *out, const mt_tensor *x, int normalized_ndim, const mt_tensor *weight,
+                              const mt_tensor *bias, double eps);
+/* RMS norm over the last dim, as diffusers' RMSNorm:
+   x * rsqrt(mean(x^2, -1) + eps) * weight, weight of shape [x.shape[-1]]. */
+MTDEF mt_status mt_rms_norm(mt_tensor *out, const mt_tensor *x, const mt_tensor *weight, double eps);
+
+typedef enum mt_interp_mode {
+    MT_INTERP_NEAREST,        /* torch 'nearest': src = floor(dst * in / out) */
+    MT_INTERP_NEAREST_EXACT,  /* torch 'nearest-exact': src = floor((dst + 0.5) * in / out) */
+    MT_INTERP_BILINEAR        /* torch 'bilinear' (align_corners 0 or 1) */
+} mt_interp_mode;
+/* F.interpolate(x, size=(out_h, out_w), mode=mode, align_corners=...) on
+   (N, C, H, W), with torch's index and weight arithmetic. align_corners
+   must be 0 for the nearest modes (torch refuses it too). */
+MTDEF mt_status mt_interpolate(mt_tensor *out, const mt_tensor *x, int64_t out_h, int64_t out_w,
+                               mt_interp_mode mode, int align_corners);
+/* F.avg_pool2d / F.max_pool2d on (N, C, H, W) or (C, H, W): kernel > 0,
+   stride 0 means the kernel size, 0 <= padding <= kernel / 2, floor output
+   size (ceil_mode=False). Average pooling counts the padding
+   (count_include_pad=True, torch's default); max pooling ignores it and
+   propagates NaN. */
+MTDEF mt_status mt_avg_pool2d(mt_tensor *out, const mt_tensor *x, int kernel_h, int kernel_w, int stride_h,
+                              int stride_w, int pad_h, int pad_w);
+MTDEF mt_status mt_max_pool2d(mt_tensor *out, const mt_tensor *x, int kernel_h, int kernel_w, int stride_h,
+                              int stride_w, int pad_h, int pad_w);
+
 /* ======================================================================
    SECTION nn: matmul, conv, attention
    ====================================================================== */
@@ -1801,6 +1839,483 @@ MTDEF mt_status mt_pixel_unshuffle(mt_tensor *out, const mt_tensor *x, int r) {
 /* ======================================================================
    IMPLEMENTATION SECTION layers
    ====================================================================== */
+
+/* Mean and 1 / sqrt(biased variance + eps) of n > 0 floats: two passes in
+   double, four interleaved partial sums combined in a fixed order. */
+static void mt__layers_moments(const float *p, int64_t n, double eps, double *mean, double *rstd) {
+    double a0 = 0, a1 = 0, a2 = 0, a3 = 0, m;
+    int64_t i;
+    for (i = 0; i + 4 <= n; i += 4) {
+        a0 += p[i];
+        a1 += p[i + 1];
+        a2 += p[i + 2];
+        a3 += p[i + 3];
+    }
+    for (; i < n; i++) a0 += p[i];
+    m = ((a0 + a1) + (a2 + a3)) / (double)n;
+    a0 = a1 = a2 = a3 = 0;
+    for (i = 0; i + 4 <= n; i += 4) {
+        double d0 = p[i] - m, d1 = p[i + 1] - m, d2 = p[i + 2] - m, d3 = p[i + 3] - m;
+        a0 += d0 * d0;
+        a1 += d1 * d1;
+        a2 += d2 * d2;
+        a3 += d3 * d3;
+    }
+    for (; i < n; i++) {
+        double d0 = p[i] - m;
+        a0 += d0 * d0;
+    }
+    *mean = m;
+    *rstd = 1.0 / sqrt(((a0 + a1) + (a2 + a3)) / (double)n + eps);
+}
+
+/* Items per mt_parallel_for task so that a task does about `work` elements. */
+static int64_t mt__layers_grain(int64_t per_item, int64_t work) {
+    return per_item >= work ? 1 : work / (per_item > 0 ? per_item : 1);
+}
+
+static mt_status mt__layers_check_x(const char *func, const mt_tensor *out, const mt_tensor *x, int min_ndim) {
+    if (!out || !x || !x->data) return mt__fail(MT_ERR_ARGUMENT, func, "output or input is NULL or empty");
+    if (x->dtype != MT_F32)
+        return mt__fail(MT_ERR_DTYPE, func, "input is %s; this kernel computes in float32 (convert with mt_to_dtype)",
+                        mt_dtype_name(x->dtype));
+    if (x->ndim < min_ndim) {
+        char a[160];
+        mt__shape_fmt(a, sizeof a, x->ndim, x->shape);
+        return mt__fail(MT_ERR_SHAPE, func, "input %s needs at least %d dims", a, min_ndim);
+    }
+    return MT_OK;
+}
+
+/* An optional float32 parameter of the given shape, made contiguous in *pc. */
+static mt_status mt__layers_param(const char *func, const char *name, const mt_tensor *p, int ndim,
+                                  const int64_t *shape, mt_tensor *pc, const float **data) {
+    *data = NULL;
+    if (!p || !p->data) return MT_OK;
+    if (p->dtype != MT_F32)
+        return mt__fail(MT_ERR_DTYPE, func, "%s is %s, expected float32", name, mt_dtype_name(p->dtype));
+    if (!mt__shape_equal(p->ndim, p->shape, ndim, shape)) {
+        char a[160], b[160];
+        mt__shape_fmt(a, sizeof a, p->ndim, p->shape);
+        mt__shape_fmt(b, sizeof b, ndim, shape);
+        return mt__fail(MT_ERR_SHAPE, func, "%s has shape %s, expected %s", name, a, b);
+    }
+    if (mt_contiguous(pc, p) != MT_OK) return mt__fail(MT_ERR_MEMORY, func, "cannot copy %s", name);
+    *data = (const float *)pc->data;
+    return MT_OK;
+}
+
+/* ---- norms ------------------------------------------------------------ */
+
+typedef struct mt__layers_norm {
+    const float *x, *w, *b;
+    float *y;
+    int64_t C, G, HW; /* group norm: channels, groups, elements per channel */
+    int64_t D;        /* elements normalized together (group or row) */
+    double eps;
+} mt__layers_norm;
+
+/* Group norm, items are (n, g) pairs; each group is contiguous. */
+static void mt__layers_group_norm_run(void *ctx, int64_t begin, int64_t end) {
+    const mt__layers_norm *k = (const mt__layers_norm *)ctx;
+    int64_t t, cg = k->C / k->G;
+    for (t = begin; t < end; t++) {
+        int64_t g = t % k->G, base = t * k->D, c, i;
+        double mean, rstd;
+        mt__layers_moments(k->x + base, k->D, k->eps, &mean, &rstd);
+        for (c = 0; c < cg; c++) {
+            int64_t ch = g * cg + c;
+            double scale = rstd * (k->w ? k->w[ch] : 1.0), shift = k->b ? k->b[ch] : 0.0;
+            const float *xp = k->x + base + c * k->HW;
+            float *yp = k->y + base + c * k->HW;
+            for (i = 0; i < k->HW; i++) yp[i] = (float)((xp[i] - mean) * scale + shift);
+        }
+    }
+}
+
+/* Layer norm, items are rows of D elements. */
+static void mt__layers_layer_norm_run(void *ctx, int64_t begin, int64_t end) {
+    const mt__layers_norm *k = (const mt__layers_norm *)ctx;
+    int64_t r, j;
+    for (r = begin; r < end; r++) {
+        const float *xp = k->x + r * k->D;
+        float *yp = k->y + r * k->D;
+        double mean, rstd;
+        mt__layers_moments(xp, k->D, k->eps, &mean, &rstd);
+        for (j = 0; j < k->D; j++) {
+            double v = (xp[j] - mean) * rstd;
+            if (k->w) v *= k->w[j];
+            if (k->b) v += k->b[j];
+            yp[j] = (float)v;
+        }
+    }
+}
+
+/* RMS norm, items are rows of D elements: y = (x * r) * w in float as
+   diffusers computes it, r = 1 / sqrt(mean(x^2) + eps) from a double sum. */
+static void mt__layers_rms_norm_run(void *ctx, int64_t begin, int64_t end) {
+    const mt__layers_norm *k = (const mt__layers_norm *)ctx;
+    int64_t r, j;
+    for (r = begin; r < end; r++) {
+        const float *xp = k->x + r * k->D;
+        float *yp = k->y + r * k->D;
+        double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        float rs;
+        for (j = 0; j + 4 <= k->D; j += 4) {
+            a0 += (double)xp[j] * xp[j];
+            a1 += (double)xp[j + 1] * xp[j + 1];
+            a2 += (double)xp[j + 2] * xp[j + 2];
+            a3 += (double)xp[j + 3] * xp[j + 3];
+        }
+        for (; j < k->D; j++) a0 += (double)xp[j] * xp[j];
+        rs = (float)(1.0 / sqrt(((a0 + a1) + (a2 + a3)) / (double)k->D + k->eps));
+        for (j = 0; j < k->D; j++) yp[j] = k->w ? (xp[j] * rs) * k->w[j] : xp[j] * rs;
+    }
+}
+
+/* Shared driver of the three norms: x made contiguous, parameters checked,
+   the result written through the shape section's destination helper. */
+static mt_status mt__layers_norm_apply(const char *func, mt_tensor *out, const mt_tensor *x, int pndim,
+                                       const int64_t *pshape, const mt_tensor *weight, const mt_tensor *bias,
+                                       mt__layers_norm *k, int64_t items, mt_parallel_fn run) {
+    mt_tensor xc, wc, bc;
+    const mt_tensor *ins[3];
+    mt__shape_dst dst;
+    mt_status s;
+    memset(&xc, 0, sizeof xc);
+    memset(&wc, 0, sizeof wc);
+    memset(&bc, 0, sizeof bc);
+    s = mt__layers_param(func, "weight", weight, pndim, pshape, &wc, &k->w);
+    if (s == MT_OK) s = mt__layers_param(func, "bias", bias, pndim, pshape, &bc, &k->b);
+    if (s == MT_OK && mt_contiguous(&xc, x) != MT_OK) s = mt__fail(MT_ERR_MEMORY, func, "cannot copy the input");
+    if (s == MT_OK) {
+        ins[0] = &xc;
+        ins[1] = &wc;
+        ins[2] = &bc;
+        s = mt__shape_dst_begin(func, &dst, out, MT_F32, x->ndim, x->shape, ins, 3);
+        if (s == MT_OK) {
+            k->x = (const float *)xc.data;
+            k->y = (float *)dst.t->data;
+            if (items > 0 && k->D > 0) mt_parallel_for(items, mt__layers_grain(k->D, 32768), run, k);
+            s = mt__shape_dst_end(&dst, out, MT_OK);
+        }
+    }
+    mt_release(&xc);
+    mt_release(&wc);
+    mt_release(&bc);
+    return s;
+}
+
+MTDEF mt_status mt_group_norm(mt_tensor *out, const mt_tensor *x, int num_groups, const mt_tensor *weight,
+                              const mt_tensor *bias, double eps) {
+    mt__layers_norm k;
+    int64_t N, C, i;
+    mt_status s = mt__layers_check_x("mt_group_norm", out, x, 2);
+    if (s != MT_OK) return s;
+    N = x->shape[0];
+    C = x->shape[1];
+    if (num_groups <= 0 || C % num_groups)
+        return MT__FAIL(MT_ERR_SHAPE, "num_groups = %d must be positive and divide the %lld channels", num_groups,
+                        (long long)C);
+    if (!(eps >= 0)) return MT__FAIL(MT_ERR_ARGUMENT, "eps = %g must be >= 0", eps);
+    memset(&k, 0, sizeof k);
+    k.C = C;
+    k.G = num_groups;
+    k.HW = 1;
+    for (i = 2; i < x->ndim; i++) k.HW *= x->shape[i];
+    k.D = C / num_groups * k.HW;
+    k.eps = eps;
+    return mt__layers_norm_apply("mt_group_norm", out, x, 1, &x->shape[1], weight, bias, &k, N * num_groups,
+                                 mt__layers_group_norm_run);
+}
+
+MTDEF mt_status mt_layer_norm(mt_tensor *out, const mt_tensor *x, int normalized_ndim, const mt_tensor *weight,
+                              const mt_tensor *bias, double eps) {
+    mt__layers_norm k;
+    int64_t D = 1;
+    int i;
+    mt_status s = mt__layers_check_x("mt_layer_norm", out, x, 1);
+    if (s != MT_OK) return s;
+    if (normalized_ndim < 1 || normalized_ndim > x->ndim)
+        return MT__FAIL(MT_ERR_ARGUMENT, "normalized_ndim = %d must be in [1, %d] for a %d-dim input",
+                        normalized_ndim, x->ndim, x->ndim);
+    if (!(eps >= 0)) return MT__FAIL(MT_ERR_ARGUMENT, "eps = %g must be >= 0", eps);
+    for (i = x->ndim - normalized_ndim; i < x->ndim; i++) D *= x->shape[i];
+    memset(&k, 0, sizeof k);
+    k.D = D;
+    k.eps = eps;
+    return mt__layers_norm_apply("mt_layer_norm", out, x, normalized_ndim, &x->shape[x->ndim - normalized_ndim],
+                                 weight, bias, &k, D ? mt_numel(x) / D : 0, mt__layers_layer_norm_run);
+}
+
+MTDEF mt_status mt_rms_norm(mt_tensor *out, const mt_tensor *x, const mt_tensor *weight, double eps) {
+    mt__layers_norm k;
+    mt_status s = mt__layers_check_x("mt_rms_norm", out, x, 1);
+    if (s != MT_OK) return s;
+    if (!(eps >= 0)) return MT__FAIL(MT_ERR_ARGUMENT, "eps = %g must be >= 0", eps);
+    memset(&k, 0, sizeof k);
+    k.D = x->shape[x->ndim - 1];
+    k.eps = eps;
+    return mt__layers_norm_apply("mt_rms_norm", out, x, 1, &x->shape[x->ndim - 1], weight, NULL, &k,
+                                 k.D ? mt_numel(x) / k.D : 0, mt__layers_rms_norm_run);
+}
+
+/* ---- interpolation ---------------------------------------------------- */
+
+/* Source indices (as element offsets, times `stride`) and weights along one
+   axis, with torch 1.13's arithmetic (aten/native/UpSample.h): float
+   scales, the bilinear source index in double, float weights. */
+static void mt__layers_interp_axis(int64_t in, int64_t out, mt_interp_mode mode, int align, int64_t stride,
+                                   int64_t *i0, int64_t *i1, float *l0, float *l1) {
+    float scale = (float)in / (float)out;
+    int64_t i, a, b;
+    for (i = 0; i < out; i++) {
+        float w1 = 0.0f;
+        if (mode == MT_INTERP_NEAREST) {
+            if (out == in)
+                a = i;
+            else if (out == 2 * in)
+                a = i >> 1;
+            else
+                a = (int64_t)floorf((float)i * scale);
+            if (a > in - 1) a = in - 1;
+            b = a;
+        } else if (mode == MT_INTERP_NEAREST_EXACT) {
+            a = (int64_t)floorf((float)(((double)i + 0.5) * (double)scale));
+            if (a > in - 1) a = in - 1;
+            b = a;
+        } else if (out == in) {
+            a = b = i;
+        } else {
+            double src;
+            if (align) {
+                float s = out > 1 ? (float)(in - 1) / (float)(out - 1) : 0.0f;
+                src = (double)s * (double)i;
+            } else {
+                src = (double)scale * ((double)i + 0.5) - 0.5;
+                if (src < 0) src = 0;
+            }
+            a = (int64_t)src;
+            b = a + (a < in - 1 ? 1 : 0);
+            w1 = (float)(src - (double)a);
+        }
+        i0[i] = a * stride;
+        i1[i] = b * stride;
+        l1[i] = w1;
+        l0[i] = 1.0f - w1;
+    }
+}
+
+typedef struct mt__layers_plane {
+    const float *x;
+    float *y;
+    int64_t C, H, W, OH, OW;  /* channels, input and output plane sizes */
+    int64_t sn, sc, sh, sw;   /* input strides */
+    /* interpolation tables */
+    const int64_t *h0, *h1, *w0, *w1;
+    const float *lh0, *lh1, *lw0, *lw1;
+    int bilinear;
+    /* pooling */
+    int kh, kw, dh, dw, ph, pw, max;
+} mt__layers_plane;
+
+static void mt__layers_interp_run(void *ctx, int64_t begin, int64_t end) {
+    const mt__layers_plane *k = (const mt__layers_plane *)ctx;
+    int64_t p, oh, ow;
+    for (p = begin; p < end; p++) {
+        const float *src = k->x + (p / k->C) * k->sn + (p % k->C) * k->sc;
+        float *dst = k->y + p * k->OH * k->OW;
+        for (oh = 0; oh < k->OH; oh++, dst += k->OW) {
+            const float *r0 = src + k->h0[oh], *r1 = src + k->h1[oh];
+            if (!k->bilinear) {
+                for (ow = 0; ow < k->OW; ow++) dst[ow] = r0[k->w0[ow]];
+            } else {
+                float a = k->lh0[oh], b = k->lh1[oh];
+                for (ow = 0; ow < k->OW; ow++) {
+                    float t0 = r0[k->w0[ow]] * k->lw0[ow] + r0[k->w1[ow]] * k->lw1[ow];
+                    float t1 = r1[k->w0[ow]] * k->lw0[ow] + r1[k->w1[ow]] * k->lw1[ow];
+                    dst[ow] = t0 * a + t1 * b;
+                }
+            }
+        }
+    }
+}
+
+MTDEF mt_status mt_interpolate(mt_tensor *out, const mt_tensor *x, int64_t out_h, int64_t out_w,
+                               mt_interp_mode mode, int align_corners) {
+    static const char *const mode_names[] = {"nearest", "nearest-exact", "bilinear"};
+    int64_t oshape[4], *ibuf;
+    float *fbuf;
+    mt__layers_plane k;
+    mt__shape_dst dst;
+    mt_status s = mt__layers_check_x("mt_interpolate", out, x, 4);
+    if (s != MT_OK) return s;
+    if (x->ndim != 4) {
+        char a[160];
+        mt__shape_fmt(a, sizeof a, x->ndim, x->shape);
+        return MT__FAIL(MT_ERR_SHAPE, "input %s must be 4-d (N, C, H, W)", a);
+    }
+    if ((unsigned)mode > (unsigned)MT_INTERP_BILINEAR)
+        return MT__FAIL(MT_ERR_ARGUMENT, "unknown interpolation mode %d", (int)mode);
+    if (align_corners && mode != MT_INTERP_BILINEAR)
+        return MT__FAIL(MT_ERR_ARGUMENT, "align_corners applies to bilinear only, not to %s", mode_names[mode]);
+    if (out_h <= 0 || out_w <= 0 || x->shape[2] <= 0 || x->shape[3] <= 0)
+        return MT__FAIL(MT_ERR_SHAPE, "input (%lld, %lld) and output (%lld, %lld) sizes must be positive",
+                        (long long)x->shape[2], (long long)x->shape[3], (long long)out_h, (long long)out_w);
+    memset(&k, 0, sizeof k);
+    k.C = x->shape[1];
+    k.H = x->shape[2];
+    k.W = x->shape[3];
+    k.OH = out_h;
+    k.OW = out_w;
+    k.sn = x->stride[0];
+    k.sc = x->stride[1];
+    k.sh = x->stride[2];
+    k.sw = x->stride[3];
+    k.bilinear = mode == MT_INTERP_BILINEAR;
+    oshape[0] = x->shape[0];
+    oshape[1] = k.C;
+    oshape[2] = out_h;
+    oshape[3] = out_w;
+    if (out_h > (int64_t)1 << 40 || out_w > (int64_t)1 << 40)
+        return MT__FAIL(MT_ERR_SHAPE, "output size (%lld, %lld) too large", (long long)out_h, (long long)out_w);
+    ibuf = (int64_t *)MT_MALLOC((size_t)(out_h + out_w) * 2 * sizeof(int64_t));
+    fbuf = (float *)MT_MALLOC((size_t)(out_h + out_w) * 2 * sizeof(float));
+    if (!ibuf || !fbuf) {
+        MT_FREE(ibuf);
+        MT_FREE(fbuf);
+        return MT__FAIL(MT_ERR_MEMORY, "cannot allocate index tables for (%lld, %lld)", (long long)out_h,
+                        (long long)out_w);
+    }
+    s = mt__shape_dst_begin("mt_interpolate", &dst, out, MT_F32, 4, oshape, &x, 1);
+    if (s == MT_OK) {
+        mt__layers_interp_axis(k.H, out_h, mode, align_corners, k.sh, ibuf, ibuf + out_h, fbuf, fbuf + out_h);
+        mt__layers_interp_axis(k.W, out_w, mode, align_corners, k.sw, ibuf + 2 * out_h, ibuf + 2 * out_h + out_w,
+                               fbuf + 2 * out_h, fbuf + 2 * out_h + out_w);
+        k.h0 = ibuf;
+        k.h1 = ibuf + out_h;
+        k.w0 = ibuf + 2 * out_h;
+        k.w1 = ibuf + 2 * out_h + out_w;
+        k.lh0 = fbuf;
+        k.lh1 = fbuf + out_h;
+        k.lw0 = fbuf + 2 * out_h;
+        k.lw1 = fbuf + 2 * out_h + out_w;
+        k.x = (const float *)x->data;
+        k.y = (float *)dst.t->data;
+        if (mt_numel(dst.t) > 0)
+            mt_parallel_for(oshape[0] * k.C, mt__layers_grain(out_h * out_w * (k.bilinear ? 4 : 1), 32768),
+                            mt__layers_interp_run, &k);
+        s = mt__shape_dst_end(&dst, out, MT_OK);
+    }
+    MT_FREE(ibuf);
+    MT_FREE(fbuf);
+    return s;
+}
+
+/* ---- pooling ---------------------------------------------------------- */
+
+/* As torch 1.13's CPU kernels: a float sum over the window in row order
+   divided by the window size clipped to the padded input, or the first
+   maximum with NaN winning. */
+static void mt__layers_pool_run(void *ctx, int64_t begin, int64_t end) {
+    const mt__layers_plane *k = (const mt__layers_plane *)ctx;
+    int64_t p, oh, ow, ih, iw;
+    for (p = begin; p < end; p++) {
+        const float *src = k->x + (p / k->C) * k->sn + (p % k->C) * k->sc;
+        float *dst = k->y + p * k->OH * k->OW;
+        for (oh = 0; oh < k->OH; oh++) {
+            int64_t h0 = oh * k->dh - k->ph, h1 = h0 + k->kh;
+            if (h1 > k->H + k->ph) h1 = k->H + k->ph;
+            for (ow = 0; ow < k->OW; ow++) {
+                int64_t w0 = ow * k->dw - k->pw, w1 = w0 + k->kw, count, a0, a1, b0, b1;
+                if (w1 > k->W + k->pw) w1 = k->W + k->pw;
+                count = (h1 - h0) * (w1 - w0);
+                a0 = h0 < 0 ? 0 : h0;
+                a1 = h1 > k->H ? k->H : h1;
+                b0 = w0 < 0 ? 0 : w0;
+                b1 = w1 > k->W ? k->W : w1;
+                if (k->max) {
+                    float m = -INFINITY;
+                    for (ih = a0; ih < a1; ih++)
+                        for (iw = b0; iw < b1; iw++) {
+                            float v = src[ih * k->sh + iw * k->sw];
+                            if (v > m || isnan(v)) m = v;
+                        }
+                    dst[oh * k->OW + ow] = m;
+                } else {
+                    float sum = 0.0f;
+                    for (ih = a0; ih < a1; ih++)
+                        for (iw = b0; iw < b1; iw++) sum += src[ih * k->sh + iw * k->sw];
+                    dst[oh * k->OW + ow] = a0 < a1 && b0 < b1 ? sum / (float)count : 0.0f;
+                }
+            }
+        }
+    }
+}
+
+static mt_status mt__layers_pool(const char *func, mt_tensor *out, const mt_tensor *x, int kh, int kw, int sh,
+                                 int sw, int ph, int pw, int max) {
+    int64_t oshape[4];
+    int nd, i;
+    mt__layers_plane k;
+    mt__shape_dst dst;
+    mt_status s = mt__layers_check_x(func, out, x, 3);
+    if (s != MT_OK) return s;
+    nd = x->ndim;
+    if (nd > 4) {
+        char a[160];
+        mt__shape_fmt(a, sizeof a, x->ndim, x->shape);
+        return mt__fail(MT_ERR_SHAPE, func, "input %s must be (N, C, H, W) or (C, H, W)", a);
+    }
+    if (sh == 0) sh = kh;
+    if (sw == 0) sw = kw;
+    if (kh <= 0 || kw <= 0 || sh <= 0 || sw <= 0)
+        return mt__fail(MT_ERR_ARGUMENT, func, "kernel (%d, %d) and stride (%d, %d) must be positive", kh, kw, sh, sw);
+    if (ph < 0 || pw < 0 || ph > kh / 2 || pw > kw / 2)
+        return mt__fail(MT_ERR_ARGUMENT, func, "padding (%d, %d) must be between 0 and half the kernel (%d, %d)", ph,
+                        pw, kh, kw);
+    memset(&k, 0, sizeof k);
+    k.C = x->shape[nd - 3];
+    k.H = x->shape[nd - 2];
+    k.W = x->shape[nd - 1];
+    if (k.H + 2 * ph < kh || k.W + 2 * pw < kw)
+        return mt__fail(MT_ERR_SHAPE, func, "input %lldx%lld padded by (%d, %d) is smaller than the kernel %dx%d",
+                        (long long)k.H, (long long)k.W, ph, pw, kh, kw);
+    k.OH = (k.H + 2 * ph - kh) / sh + 1;
+    k.OW = (k.W + 2 * pw - kw) / sw + 1;
+    k.sn = nd == 4 ? x->stride[0] : 0;
+    k.sc = x->stride[nd - 3];
+    k.sh = x->stride[nd - 2];
+    k.sw = x->stride[nd - 1];
+    k.kh = kh;
+    k.kw = kw;
+    k.dh = sh;
+    k.dw = sw;
+    k.ph = ph;
+    k.pw = pw;
+    k.max = max;
+    for (i = 0; i < nd - 2; i++) oshape[i] = x->shape[i];
+    oshape[nd - 2] = k.OH;
+    oshape[nd - 1] = k.OW;
+    s = mt__shape_dst_begin(func, &dst, out, MT_F32, nd, oshape, &x, 1);
+    if (s != MT_OK) return s;
+    k.x = (const float *)x->data;
+    k.y = (float *)dst.t->data;
+    if (mt_numel(dst.t) > 0)
+        mt_parallel_for(mt_numel(dst.t) / (k.OH * k.OW), mt__layers_grain(k.OH * k.OW * kh * kw, 65536),
+                        mt__layers_pool_run, &k);
+    return mt__shape_dst_end(&dst, out, MT_OK);
+}
+
+MTDEF mt_status mt_avg_pool2d(mt_tensor *out, const mt_tensor *x, int kernel_h, int kernel_w, int stride_h,
+                              int stride_w, int pad_h, int pad_w) {
+    return mt__layers_pool("mt_avg_pool2d", out, x, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, 0);
+}
+
+MTDEF mt_status mt_max_pool2d(mt_tensor *out, const mt_tensor *x, int kernel_h, int kernel_w, int stride_h,
+                              int stride_w, int pad_h, int pad_w) {
+    return mt__layers_pool("mt_max_pool2d", out, x, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, 1);
+}
 
 /* ======================================================================
    IMPLEMENTATION SECTION nn
