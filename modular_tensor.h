@@ -1840,33 +1840,62 @@ MTDEF mt_status mt_pixel_unshuffle(mt_tensor *out, const mt_tensor *x, int r) {
    IMPLEMENTATION SECTION layers
    ====================================================================== */
 
-/* Mean and 1 / sqrt(biased variance + eps) of n > 0 floats: two passes in
-   double, four interleaved partial sums combined in a fixed order. */
-static void mt__layers_moments(const float *p, int64_t n, double eps, double *mean, double *rstd) {
-    double a0 = 0, a1 = 0, a2 = 0, a3 = 0, m;
+/* Sum of n floats (or of their squared distances to `center` when `sq`) in
+   double: eight interleaved partial sums, which compilers turn into vector
+   adds, combined in a fixed order. */
+static double mt__layers_sum(const float *p, int64_t n, double center, int sq) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, t = 0;
     int64_t i;
-    for (i = 0; i + 4 <= n; i += 4) {
-        a0 += p[i];
-        a1 += p[i + 1];
-        a2 += p[i + 2];
-        a3 += p[i + 3];
+    int l;
+    if (sq) {
+        for (i = 0; i + 8 <= n; i += 8)
+            for (l = 0; l < 8; l++) {
+                double d = (double)p[i + l] - center;
+                acc[l] += d * d;
+            }
+        for (; i < n; i++) t += ((double)p[i] - center) * ((double)p[i] - center);
+    } else {
+        for (i = 0; i + 8 <= n; i += 8)
+            for (l = 0; l < 8; l++) acc[l] += (double)p[i + l];
+        for (; i < n; i++) t += (double)p[i];
     }
-    for (; i < n; i++) a0 += p[i];
-    m = ((a0 + a1) + (a2 + a3)) / (double)n;
-    a0 = a1 = a2 = a3 = 0;
-    for (i = 0; i + 4 <= n; i += 4) {
-        double d0 = p[i] - m, d1 = p[i + 1] - m, d2 = p[i + 2] - m, d3 = p[i + 3] - m;
-        a0 += d0 * d0;
-        a1 += d1 * d1;
-        a2 += d2 * d2;
-        a3 += d3 * d3;
+    return (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) + t;
+}
+
+/* Mean and 1 / sqrt(biased variance + eps) of n > 0 floats: two passes
+   (mean, then squared distances to it), so a large mean costs no accuracy. */
+static void mt__layers_moments(const float *p, int64_t n, double eps, double *mean, double *rstd) {
+    double m = mt__layers_sum(p, n, 0, 0) / (double)n;
+    *mean = m;
+    *rstd = 1.0 / sqrt(mt__layers_sum(p, n, m, 1) / (double)n + eps);
+}
+
+/* y = ((x - m) * s) * w + b over n floats, w and b per-element arrays or
+   NULL (for 1 and for `h`). Float arithmetic, but the mean is subtracted in
+   two parts (its float value, then the rest), so x - m keeps its precision
+   even when the mean is large next to the spread. Each block of 8 is loaded
+   before it is stored, so compilers vectorize it without proving x and y
+   apart. */
+static void mt__layers_affine(float *y, const float *x, int64_t n, double m, double s, const float *w,
+                              const float *b, double h) {
+    float mh = (float)m, ml = (float)(m - (double)mh), sf = (float)s, hf = (float)h, t[8];
+    int64_t i;
+    int l;
+    for (i = 0; i + 8 <= n; i += 8) {
+        for (l = 0; l < 8; l++) t[l] = ((x[i + l] - mh) - ml) * sf;
+        if (w)
+            for (l = 0; l < 8; l++) t[l] *= w[i + l];
+        if (b)
+            for (l = 0; l < 8; l++) t[l] += b[i + l];
+        else
+            for (l = 0; l < 8; l++) t[l] += hf;
+        for (l = 0; l < 8; l++) y[i + l] = t[l];
     }
     for (; i < n; i++) {
-        double d0 = p[i] - m;
-        a0 += d0 * d0;
+        float v = ((x[i] - mh) - ml) * sf;
+        if (w) v *= w[i];
+        y[i] = b ? v + b[i] : v + hf;
     }
-    *mean = m;
-    *rstd = 1.0 / sqrt(((a0 + a1) + (a2 + a3)) / (double)n + eps);
 }
 
 /* Items per mt_parallel_for task so that a task does about `work` elements. */
@@ -1920,15 +1949,13 @@ static void mt__layers_group_norm_run(void *ctx, int64_t begin, int64_t end) {
     const mt__layers_norm *k = (const mt__layers_norm *)ctx;
     int64_t t, cg = k->C / k->G;
     for (t = begin; t < end; t++) {
-        int64_t g = t % k->G, base = t * k->D, c, i;
+        int64_t g = t % k->G, base = t * k->D, c;
         double mean, rstd;
         mt__layers_moments(k->x + base, k->D, k->eps, &mean, &rstd);
         for (c = 0; c < cg; c++) {
             int64_t ch = g * cg + c;
             double scale = rstd * (k->w ? k->w[ch] : 1.0), shift = k->b ? k->b[ch] : 0.0;
-            const float *xp = k->x + base + c * k->HW;
-            float *yp = k->y + base + c * k->HW;
-            for (i = 0; i < k->HW; i++) yp[i] = (float)((xp[i] - mean) * scale + shift);
+            mt__layers_affine(k->y + base + c * k->HW, k->x + base + c * k->HW, k->HW, mean, scale, NULL, NULL, shift);
         }
     }
 }
@@ -1936,18 +1963,13 @@ static void mt__layers_group_norm_run(void *ctx, int64_t begin, int64_t end) {
 /* Layer norm, items are rows of D elements. */
 static void mt__layers_layer_norm_run(void *ctx, int64_t begin, int64_t end) {
     const mt__layers_norm *k = (const mt__layers_norm *)ctx;
-    int64_t r, j;
+    int64_t r;
     for (r = begin; r < end; r++) {
         const float *xp = k->x + r * k->D;
         float *yp = k->y + r * k->D;
         double mean, rstd;
         mt__layers_moments(xp, k->D, k->eps, &mean, &rstd);
-        for (j = 0; j < k->D; j++) {
-            double v = (xp[j] - mean) * rstd;
-            if (k->w) v *= k->w[j];
-            if (k->b) v += k->b[j];
-            yp[j] = (float)v;
-        }
+        mt__layers_affine(yp, xp, k->D, mean, rstd, k->w, k->b, 0.0);
     }
 }
 
@@ -1959,17 +1981,16 @@ static void mt__layers_rms_norm_run(void *ctx, int64_t begin, int64_t end) {
     for (r = begin; r < end; r++) {
         const float *xp = k->x + r * k->D;
         float *yp = k->y + r * k->D;
-        double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        float rs;
-        for (j = 0; j + 4 <= k->D; j += 4) {
-            a0 += (double)xp[j] * xp[j];
-            a1 += (double)xp[j + 1] * xp[j + 1];
-            a2 += (double)xp[j + 2] * xp[j + 2];
-            a3 += (double)xp[j + 3] * xp[j + 3];
+        float rs = (float)(1.0 / sqrt(mt__layers_sum(xp, k->D, 0, 1) / (double)k->D + k->eps));
+        for (j = 0; j + 8 <= k->D; j += 8) { /* blocks of 8 as in mt__layers_affine */
+            float t[8];
+            int l;
+            for (l = 0; l < 8; l++) t[l] = xp[j + l] * rs;
+            if (k->w)
+                for (l = 0; l < 8; l++) t[l] *= k->w[j + l];
+            for (l = 0; l < 8; l++) yp[j + l] = t[l];
         }
-        for (; j < k->D; j++) a0 += (double)xp[j] * xp[j];
-        rs = (float)(1.0 / sqrt(((a0 + a1) + (a2 + a3)) / (double)k->D + k->eps));
-        for (j = 0; j < k->D; j++) yp[j] = k->w ? (xp[j] * rs) * k->w[j] : xp[j] * rs;
+        for (; j < k->D; j++) yp[j] = k->w ? (xp[j] * rs) * k->w[j] : xp[j] * rs;
     }
 }
 

@@ -314,6 +314,26 @@ static void test_group_norm(void) {
         CHECK_NEAR(max_diff_gold(&out, gold_group_norm_plain, 84), 0, 1e-5, "group_norm plain vs PyTorch");
         mt_release(&out);
 
+        /* a mean far larger than the spread (1000 + x / 8): a float mean
+           alone would be off by ulp(1000) / 2 / std ~ 1e-4 */
+        {
+            mt_tensor big = {0}, y = {0};
+            double *ref = (double *)malloc(sizeof(double) * 84);
+            int64_t i;
+            mt_empty(&big, MT_F32, MT_SHAPE(2, 6, 7));
+            for (i = 0; i < 84; i++) mt_f32(&big)[i] = 1000.0f + gin(i) / 8;
+            ref_group_norm(&big, 3, NULL, NULL, 1e-6, ref);
+            CHECK(mt_group_norm(&y, &big, 3, NULL, NULL, 1e-6) == MT_OK, "group_norm of 1000 + x");
+            CHECK_NEAR(max_diff(&y, ref), 0, 1e-5, "group_norm of 1000 + x vs reference loop");
+            mt_release(&y);
+            ref_group_norm(&big, 1, NULL, NULL, 1e-6, ref); /* one group of each batch row = layer norm of [6, 7] */
+            CHECK(mt_layer_norm(&y, &big, 2, NULL, NULL, 1e-6) == MT_OK, "layer_norm of 1000 + x");
+            CHECK_NEAR(max_diff(&y, ref), 0, 1e-5, "layer_norm of 1000 + x vs reference loop");
+            mt_release(&y);
+            mt_release(&big);
+            free(ref);
+        }
+
         /* in place, and into a preallocated output */
         {
             mt_tensor y = {0};
