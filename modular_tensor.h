@@ -1331,13 +1331,21 @@ static void mt__shape_copy_geom(void *dst, const int64_t *dstride, const void *s
         memcpy(dst, src, es);
         return;
     }
+    if (n == 1) {
+        mt__shape_move((char *)dst, ds[0], (const char *)src, ss[0], sh[0], es);
+        return;
+    }
+    /* rows of the first n - 1 dims; each row walks its dim n - 2, moving a
+       run of dim n - 1 per step (short last dims cost no row setup) */
     strides[0] = ds;
     strides[1] = ss;
-    mt__rows_init(&rows, n, sh, 2, strides);
+    mt__rows_init(&rows, n - 1, sh, 2, strides);
     for (r = 0; r < rows.count; r++) {
+        int64_t j;
         mt__rows_offsets(&rows, r, off);
-        mt__shape_move((char *)dst + off[0] * (int64_t)es, rows.inner[0], (const char *)src + off[1] * (int64_t)es,
-                       rows.inner[1], rows.len, es);
+        for (j = 0; j < rows.len; j++)
+            mt__shape_move((char *)dst + (off[0] + j * rows.inner[0]) * (int64_t)es, ds[n - 1],
+                           (const char *)src + (off[1] + j * rows.inner[1]) * (int64_t)es, ss[n - 1], sh[n - 1], es);
     }
 }
 
