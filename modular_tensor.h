@@ -227,7 +227,9 @@ MTDEF void mt_parallel_for(int64_t n, int64_t grain, mt_parallel_fn fn, void *ct
    input). A negative dim counts from the end. */
 
 /* torch.cat(ts, dim): n >= 1 tensors of one dtype whose shapes agree except
-   along `dim`. As in torch, 1-d empty tensors (shape [0]) are skipped. */
+   along `dim`. As in torch, 1-d empty tensors (shape [0]) are skipped.
+       const mt_tensor *ts[2] = {&a, &b};   // NCHW skip connection
+       mt_cat(&out, ts, 2, 1);                                              */
 MTDEF mt_status mt_cat(mt_tensor *out, const mt_tensor *const *ts, int n, int dim);
 /* torch.stack(ts, dim): n >= 1 tensors of one dtype and shape joined along a
    new dim at position dim (in [-(ndim + 1), ndim]). */
@@ -2244,40 +2246,47 @@ MTDEF mt_status mt_interpolate(mt_tensor *out, const mt_tensor *x, int64_t out_h
 /* ---- pooling ---------------------------------------------------------- */
 
 /* As torch 1.13's CPU kernels: a float sum over the window in row order
-   divided by the window size clipped to the padded input, or the first
-   maximum with NaN winning. */
+   divided by the window size clipped to the padded input, or the maximum
+   with NaN winning. The output row is the accumulator: for each input row
+   and kernel column, one pass adds (or maxes) into every output of the row,
+   so each output still sees its window in torch's order. */
 static void mt__layers_pool_run(void *ctx, int64_t begin, int64_t end) {
     const mt__layers_plane *k = (const mt__layers_plane *)ctx;
-    int64_t p, oh, ow, ih, iw;
+    int64_t p, oh, ow, ih, j;
     for (p = begin; p < end; p++) {
         const float *src = k->x + (p / k->C) * k->sn + (p % k->C) * k->sc;
-        float *dst = k->y + p * k->OH * k->OW;
         for (oh = 0; oh < k->OH; oh++) {
-            int64_t h0 = oh * k->dh - k->ph, h1 = h0 + k->kh;
+            float *d = k->y + (p * k->OH + oh) * k->OW;
+            int64_t h0 = oh * k->dh - k->ph, h1 = h0 + k->kh, a0, a1;
             if (h1 > k->H + k->ph) h1 = k->H + k->ph;
-            for (ow = 0; ow < k->OW; ow++) {
-                int64_t w0 = ow * k->dw - k->pw, w1 = w0 + k->kw, count, a0, a1, b0, b1;
-                if (w1 > k->W + k->pw) w1 = k->W + k->pw;
-                count = (h1 - h0) * (w1 - w0);
-                a0 = h0 < 0 ? 0 : h0;
-                a1 = h1 > k->H ? k->H : h1;
-                b0 = w0 < 0 ? 0 : w0;
-                b1 = w1 > k->W ? k->W : w1;
-                if (k->max) {
-                    float m = -INFINITY;
-                    for (ih = a0; ih < a1; ih++)
-                        for (iw = b0; iw < b1; iw++) {
-                            float v = src[ih * k->sh + iw * k->sw];
-                            if (v > m || isnan(v)) m = v;
+            a0 = h0 < 0 ? 0 : h0;
+            a1 = h1 > k->H ? k->H : h1;
+            for (ow = 0; ow < k->OW; ow++) d[ow] = k->max ? -INFINITY : 0.0f;
+            for (ih = a0; ih < a1; ih++) {
+                const float *row = src + ih * k->sh;
+                for (j = 0; j < k->kw; j++) {
+                    /* outputs [lo, hi) read input column ow * dw + off */
+                    int64_t off = j - k->pw, lo = off >= 0 ? 0 : (-off + k->dw - 1) / k->dw;
+                    int64_t hi = k->W - 1 - off >= 0 ? (k->W - 1 - off) / k->dw + 1 : 0;
+                    const float *q = row + off * k->sw;
+                    int64_t step = k->dw * k->sw;
+                    if (hi > k->OW) hi = k->OW;
+                    if (k->max) {
+                        for (ow = lo; ow < hi; ow++) {
+                            float v = q[ow * step];
+                            d[ow] = v > d[ow] || v != v ? v : d[ow];
                         }
-                    dst[oh * k->OW + ow] = m;
-                } else {
-                    float sum = 0.0f;
-                    for (ih = a0; ih < a1; ih++)
-                        for (iw = b0; iw < b1; iw++) sum += src[ih * k->sh + iw * k->sw];
-                    dst[oh * k->OW + ow] = a0 < a1 && b0 < b1 ? sum / (float)count : 0.0f;
+                    } else {
+                        for (ow = lo; ow < hi; ow++) d[ow] += q[ow * step];
+                    }
                 }
             }
+            if (!k->max)
+                for (ow = 0; ow < k->OW; ow++) {
+                    int64_t w0 = ow * k->dw - k->pw, w1 = w0 + k->kw;
+                    if (w1 > k->W + k->pw) w1 = k->W + k->pw;
+                    d[ow] = d[ow] / (float)((h1 - h0) * (w1 - w0));
+                }
         }
     }
 }
