@@ -2005,7 +2005,7 @@ static void mt__layers_rms_norm_run(void *ctx, int64_t begin, int64_t end) {
 }
 
 /* Shared driver of the three norms: x made contiguous, parameters checked,
-   the result written through the shape section's destination helper. */
+   the result written through mt__shape_dst_begin / mt__shape_dst_end. */
 static mt_status mt__layers_norm_apply(const char *func, mt_tensor *out, const mt_tensor *x, int pndim,
                                        const int64_t *pshape, const mt_tensor *weight, const mt_tensor *bias,
                                        mt__layers_norm *k, int64_t items, mt_parallel_fn run) {
