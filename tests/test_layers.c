@@ -742,23 +742,30 @@ static void test_pool(void) {
 
 /* ---- thread counts ----------------------------------------------------- */
 
+/* Sizes chosen so that every kernel splits its work into several tasks
+   (the grain is about 32K elements per task). */
 static void test_threads(void) {
-    mt_tensor x = {0}, a[4] = {{0}}, b[4] = {{0}};
+    static const char *const names[] = {"group_norm", "layer_norm", "rms_norm", "interpolate bilinear",
+                                        "interpolate nearest", "avg_pool2d", "max_pool2d"};
+    mt_tensor x = {0}, a[7] = {{0}}, b[7] = {{0}};
     int i, n;
-    make_input(&x, 4, (const int64_t[]){2, 8, 17, 63}, 1, 3);
+    make_input(&x, 4, (const int64_t[]){2, 8, 33, 127}, 1, 3);
     for (n = 0; n < 2; n++) {
         mt_tensor *r = n ? b : a;
         mt_set_num_threads(n ? 3 : 1);
         mt_group_norm(&r[0], &x, 4, NULL, NULL, 1e-5);
-        mt_layer_norm(&r[1], &x, 2, NULL, NULL, 1e-5);
-        mt_interpolate(&r[2], &x, 33, 7, MT_INTERP_BILINEAR, 0);
-        mt_avg_pool2d(&r[3], &x, 3, 3, 1, 1, 1, 1);
+        mt_layer_norm(&r[1], &x, 1, NULL, NULL, 1e-5);
+        mt_rms_norm(&r[2], &x, NULL, 1e-6);
+        mt_interpolate(&r[3], &x, 65, 9, MT_INTERP_BILINEAR, 0);
+        mt_interpolate(&r[4], &x, 65, 300, MT_INTERP_NEAREST, 0);
+        mt_avg_pool2d(&r[5], &x, 3, 3, 1, 1, 1, 1);
+        mt_max_pool2d(&r[6], &x, 3, 3, 1, 1, 1, 1);
     }
     mt_set_num_threads(0);
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 7; i++) {
         CHECK(a[i].data && b[i].data && mt_same_shape(&a[i], &b[i]) &&
                   memcmp(a[i].data, b[i].data, (size_t)mt_numel(&a[i]) * 4) == 0,
-              "kernel %d gives the same bits with 1 and 3 threads", i);
+              "%s gives the same bits with 1 and 3 threads", names[i]);
         mt_release(&a[i]);
         mt_release(&b[i]);
     }
