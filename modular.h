@@ -76,6 +76,7 @@
                 INTERMEDIATE, INTERMEDIATE_REQUIRED   intermediate input (changes written back)
                 OUTPUT                          intermediate output (added to the state)
                 MODIFIED                        intermediate input that is also an output
+                MODIFIED_REQUIRED               the same, required
                 INPUT_OUTPUT                    user input that is also an output
                 COMPONENT                       a pipeline component (ComponentSpec)
                 CONFIG                          a pipeline config (ConfigSpec)
@@ -576,6 +577,7 @@ MODDEF const mt_tensor *mod_value_tensor(const mod_value *v); /* NULL unless a t
 #define MOD__ROLE_INTERMEDIATE_REQUIRED (MOD_PARAM_INTERMEDIATE | MOD_PARAM_REQUIRED, NULL)
 #define MOD__ROLE_OUTPUT (MOD_PARAM_OUTPUT, NULL)
 #define MOD__ROLE_MODIFIED (MOD_PARAM_INTERMEDIATE | MOD_PARAM_OUTPUT, NULL)
+#define MOD__ROLE_MODIFIED_REQUIRED (MOD_PARAM_INTERMEDIATE | MOD_PARAM_OUTPUT | MOD_PARAM_REQUIRED, NULL)
 #define MOD__ROLE_INPUT_OUTPUT (MOD_PARAM_INPUT | MOD_PARAM_OUTPUT, NULL)
 #define MOD__ROLE_COMPONENT (MOD_PARAM_COMPONENT, NULL)
 #define MOD__ROLE_CONFIG (MOD_PARAM_CONFIG, NULL)
