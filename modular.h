@@ -3948,7 +3948,10 @@ static mod_status mod__field_load(mod_block_state *bs, const mod__row *r, const 
     return MOD_OK;
 }
 
-/* A typed field as a (borrowed) value; `empty` tells whether it holds nothing. */
+/* A typed field as a value (not an extra reference: the field keeps its
+   own; a value-typed field keeps its owner box, so writing it back shares
+   what the block made, e.g. a list or an owned PTR); `empty` tells whether
+   it holds nothing. */
 static mod_value mod__field_value(const mod__row *r, const unsigned char *field, int *empty) {
     mod_value v;
     *empty = 0;
@@ -3970,7 +3973,6 @@ static mod_value mod__field_value(const mod__row *r, const unsigned char *field,
     default:
         v = *(const mod_value *)field;
         *empty = v.kind == MOD_ABSENT;
-        v.box = NULL; /* borrowed view */
         return v;
     }
 }
