@@ -3069,9 +3069,21 @@ enum { MOD__OP_LEAF = 1, MOD__OP_AUTO, MOD__OP_JUMP, MOD__OP_LOOP };
 
 typedef struct mod__row {
     const mod__param *p;
-    int slot;  /* scope slot; component / config index for those rows */
-    int group; /* kwargs group id (0: none) */
+    int slot;           /* scope slot; component / config index for those rows */
+    int group;          /* kwargs group id (0: none) */
+    unsigned char src;  /* where the row reads from: MOD__SRC_* */
+    unsigned char fast; /* a value of this kind loads with one store (0: none) */
+    unsigned char wb;   /* how it is written back: MOD__WB_* */
 } mod__row;
+
+enum { MOD__SRC_NONE = 0, MOD__SRC_IN, MOD__SRC_INTER, MOD__SRC_COMPONENT, MOD__SRC_CONFIG };
+
+/* Write-back classes (the seeds' Key Observations, decided at compile time):
+   SKIP an input (stays local), a component, a config; CHANGED an
+   intermediate input, or anything in a loop's shared state: written when
+   changed; MODIFIED an intermediate input that is also an output; INOUT an
+   input that is also an output; OUTPUT an output; COLLECT a kwargs group. */
+enum { MOD__WB_SKIP = 0, MOD__WB_CHANGED, MOD__WB_MODIFIED, MOD__WB_INOUT, MOD__WB_OUTPUT, MOD__WB_COLLECT };
 
 typedef struct mod__leaf {
     const mod_block *block;
@@ -3080,6 +3092,11 @@ typedef struct mod__leaf {
     int loop;   /* a loop wrapper: its loop index; else -1 */
     mod__row *rows;
     int nrows;
+    int owns;   /* some typed field holds references (tensors, values) */
+    int *checks; /* rows the pre-run check looks at (required, components) */
+    int nchecks;
+    int *outs;   /* slots of its outputs */
+    int nouts;
     size_t off; /* its scratch memory in the call arena */
 } mod__leaf;
 
@@ -3182,6 +3199,8 @@ static void mod__plan_release(mod__plan *pl) {
     for (i = 0; i < pl->nleaves; i++) {
         MOD_FREE(pl->leaves[i].path);
         MOD_FREE(pl->leaves[i].rows);
+        MOD_FREE(pl->leaves[i].checks);
+        MOD_FREE(pl->leaves[i].outs);
         mod_block_free((mod_block *)pl->leaves[i].block);
     }
     for (i = 0; i < pl->nloops; i++) {
@@ -3329,6 +3348,49 @@ static mod_status mod__compile_leaf(mod__plan *pl, const mod_block *b, const cha
         else if (!MOD__IS_COLLECTOR(p) && (r->slot = mod__intern(pl, scope, p->name)) < 0)
             return mod__oom();
         if ((r->group = mod__group(pl, p->kwargs)) < 0) return mod__oom();
+        if (p->flags & MOD_PARAM_COMPONENT)
+            r->src = MOD__SRC_COMPONENT;
+        else if (p->flags & MOD_PARAM_CONFIG)
+            r->src = MOD__SRC_CONFIG;
+        else if (r->slot < 0)
+            r->src = MOD__SRC_NONE;
+        else if (scope >= 0 || (p->flags & MOD_PARAM_INTERMEDIATE))
+            r->src = MOD__SRC_INTER;
+        else if (p->flags & MOD_PARAM_INPUT)
+            r->src = MOD__SRC_IN;
+        r->fast = (unsigned char)(p->type == MOD_FIELD_INT ? MOD_INT : p->type == MOD_FIELD_FLOAT ? MOD_FLOAT
+                                  : p->type == MOD_FIELD_BOOL ? MOD_BOOL : 0);
+        if (p->flags & (MOD_PARAM_COMPONENT | MOD_PARAM_CONFIG))
+            r->wb = MOD__WB_SKIP;
+        else if (MOD__IS_COLLECTOR(p))
+            r->wb = MOD__WB_COLLECT;
+        else if (scope >= 0)
+            r->wb = MOD__WB_CHANGED;
+        else if ((p->flags & MOD__IO_FLAGS) == (MOD_PARAM_INTERMEDIATE | MOD_PARAM_OUTPUT))
+            r->wb = MOD__WB_MODIFIED;
+        else if ((p->flags & MOD__IO_FLAGS) == (MOD_PARAM_INPUT | MOD_PARAM_OUTPUT))
+            r->wb = MOD__WB_INOUT;
+        else if (p->flags & MOD_PARAM_OUTPUT)
+            r->wb = MOD__WB_OUTPUT;
+        else if (p->flags & MOD_PARAM_INTERMEDIATE)
+            r->wb = MOD__WB_CHANGED;
+        else
+            r->wb = MOD__WB_SKIP;
+    }
+    {
+        mod__leaf *l = &pl->leaves[*out];
+        l->checks = (int *)mod__calloc((size_t)b->nparams + 1, sizeof(int));
+        l->outs = (int *)mod__calloc((size_t)b->nparams + 1, sizeof(int));
+        if (!l->checks || !l->outs) return mod__oom();
+        for (i = 0; i < b->nparams; i++) {
+            const mod__row *r = &l->rows[i];
+            if ((r->p->flags & MOD_PARAM_COMPONENT) || ((r->p->flags & MOD_PARAM_REQUIRED) && !MOD__IS_COLLECTOR(r->p)))
+                l->checks[l->nchecks++] = i;
+            if ((r->p->flags & MOD_PARAM_OUTPUT) && r->slot >= 0) l->outs[l->nouts++] = r->slot;
+            if (b->def && (r->p->type == MOD_FIELD_TENSOR || r->p->type == MOD_FIELD_LIST || r->p->type == MOD_FIELD_DICT ||
+                           r->p->type == MOD_FIELD_VALUE || r->p->type == MOD_FIELD_KWARGS))
+                l->owns = 1;
+        }
     }
     {
         const mod__leaf *l = &pl->leaves[*out];
@@ -3799,14 +3861,13 @@ static const char *mod__role_text(unsigned flags) {
 
 /* Where a row reads from (NULL: nothing, e.g. an output). */
 static const mod_value *mod__row_source(const mod_block_state *bs, const mod__row *r) {
-    unsigned f = r->p->flags;
-    if (f & MOD_PARAM_COMPONENT) return r->slot >= 0 ? &bs->call->components[r->slot] : NULL;
-    if (f & MOD_PARAM_CONFIG) return r->slot >= 0 ? &bs->call->configs[r->slot] : NULL;
-    if (r->slot < 0) return NULL;
-    if (bs->scope->shared) return &bs->scope->inter[r->slot];
-    if (f & MOD_PARAM_INPUT) return &bs->scope->in[r->slot];
-    if (f & MOD_PARAM_INTERMEDIATE) return &bs->scope->inter[r->slot];
-    return NULL;
+    switch (r->src) {
+    case MOD__SRC_IN: return &bs->scope->in[r->slot];
+    case MOD__SRC_INTER: return &bs->scope->inter[r->slot];
+    case MOD__SRC_COMPONENT: return r->slot >= 0 ? &bs->call->components[r->slot] : NULL;
+    case MOD__SRC_CONFIG: return r->slot >= 0 ? &bs->call->configs[r->slot] : NULL;
+    default: return NULL;
+    }
 }
 
 /* A kwargs collector: every set value of the scope tagged with its group. */
@@ -3933,6 +3994,21 @@ static void mod__field_release(const mod__row *r, unsigned char *field) {
 
 static int mod__generic(const mod_block_state *bs) { return bs->typed == NULL; }
 
+/* Block-state structs are small: copy and clear them word by word (their
+   size is a multiple of the pointer they start with). */
+static void mod__words_copy(unsigned char *dst, const unsigned char *src, size_t size) {
+    size_t i;
+    for (i = 0; i + sizeof(uint64_t) <= size; i += sizeof(uint64_t)) memcpy(dst + i, src + i, sizeof(uint64_t));
+    for (; i < size; i++) dst[i] = src[i];
+}
+
+static void mod__words_clear(unsigned char *dst, size_t size) {
+    size_t i;
+    uint64_t zero = 0;
+    for (i = 0; i + sizeof(uint64_t) <= size; i += sizeof(uint64_t)) memcpy(dst + i, &zero, sizeof(uint64_t));
+    for (; i < size; i++) dst[i] = 0;
+}
+
 static void mod__show_row(mod_block_state *bs, int i) {
     if (!mod__generic(bs) || bs->seq[i]) return;
     bs->seq[i] = ++bs->next_seq;
@@ -3940,12 +4016,35 @@ static void mod__show_row(mod_block_state *bs, int i) {
 
 static mod_status mod__gather(mod_block_state *bs) {
     const mod__leaf *L = bs->leaf;
-    int i;
-    for (i = 0; i < L->nrows; i++) {
-        const mod__row *r = &L->rows[i];
+    const mod_value *in = bs->scope->in, *inter = bs->scope->inter;
+    const mod__row *rows = L->rows;
+    unsigned char *typed = bs->typed, *presence = bs->presence;
+    int i, n = L->nrows, generic = mod__generic(bs);
+    for (i = 0; i < n; i++) {
+        const mod__row *r = &rows[i];
         mod_value tmp;
         const mod_value *v = NULL;
         mod_status s;
+        if (!generic && r->fast) {
+            /* the common case: a scalar that is there, of the right kind */
+            const mod__param *p = r->p;
+            const mod_value *src = r->src == MOD__SRC_INTER ? inter + r->slot : r->src == MOD__SRC_IN ? in + r->slot : NULL;
+            if (!src && p->dflt.kind == MOD_ABSENT && !(p->flags & MOD_PARAM_REQUIRED)) {
+                presence[i] = 0; /* an output: starts empty */
+                continue;
+            }
+            if (src && src->kind == (mod_kind)r->fast) {
+                unsigned char *field = typed + p->offset;
+                if (r->fast == MOD_FLOAT)
+                    memcpy(field, &src->f, sizeof(double));
+                else if (r->fast == MOD_INT)
+                    memcpy(field, &src->i, sizeof(int64_t));
+                else
+                    *(int *)field = (int)src->i;
+                presence[i] = 2;
+                continue;
+            }
+        }
         memset(&tmp, 0, sizeof tmp);
         s = mod__row_value(bs, i, &tmp, &v, &bs->presence[i]);
         if (s != MOD_OK) return s;
@@ -3962,13 +4061,17 @@ static mod_status mod__gather(mod_block_state *bs) {
         mod_value_release(&tmp);
         if (s != MOD_OK) return s;
     }
-    if (!mod__generic(bs)) memcpy(bs->snapshot, bs->typed, bs->leaf->block->def->state_size);
+    if (!generic) mod__words_copy(bs->snapshot, bs->typed, bs->leaf->block->def->state_size);
     return MOD_OK;
 }
 
 static void mod__release_rows(mod_block_state *bs) {
     const mod__leaf *L = bs->leaf;
     int i;
+    if (!mod__generic(bs) && !L->owns) {
+        mod__words_clear(bs->typed + sizeof(mod_block_state *), bs->leaf->block->def->state_size - sizeof(mod_block_state *));
+        return;
+    }
     for (i = 0; i < L->nrows; i++) {
         if (mod__generic(bs)) {
             mod_value_release(&bs->vals[i]);
@@ -4009,51 +4112,94 @@ static mod_status mod__scatter_collector(mod_block_state *bs, const mod__row *r,
    stays local; a changed intermediate input is written back; a declared
    intermediate output is added; anything else is not. Inside a loop the
    body shares one block state, so every change is kept there. */
+static int mod__field_changed(mod_field_type t, const unsigned char *a, const unsigned char *b) {
+    size_t n = mod__field_size(t);
+    if (n == sizeof(int64_t)) {
+        int64_t x, y;
+        memcpy(&x, a, sizeof x);
+        memcpy(&y, b, sizeof y);
+        return x != y;
+    }
+    if (n == sizeof(int)) {
+        int x, y;
+        memcpy(&x, a, sizeof x);
+        memcpy(&y, b, sizeof y);
+        return x != y;
+    }
+    return memcmp(a, b, n) != 0;
+}
+
+/* Writes a scalar into the scope's intermediates without a box. */
+static void mod__put_scalar(mod_state *st, int slot, mod_kind kind, int64_t i, double f, int group) {
+    mod_value *v = &st->inter[slot];
+    if (v->kind == MOD_ABSENT)
+        st->inter_order[st->n_inter++] = slot;
+    else if (v->box)
+        mod__box_release(v->box);
+    v->kind = kind;
+    v->i = i;
+    v->f = f;
+    v->p = NULL;
+    v->type = NULL;
+    v->box = NULL;
+    if (group) st->inter_tag[slot] = group;
+}
+
+/* The write-back rules of the seeds' "Key Observations": a changed input
+   stays local; a changed intermediate input is written back; a declared
+   intermediate output is added; anything else is not. Inside a loop the
+   body shares one block state, so every change is kept there. */
 static mod_status mod__scatter(mod_block_state *bs) {
     const mod__leaf *L = bs->leaf;
-    int shared = bs->scope->shared, i;
+    int generic = mod__generic(bs), i;
     for (i = 0; i < L->nrows; i++) {
         const mod__row *r = &L->rows[i];
-        unsigned f = r->p->flags;
+        const mod__param *p;
+        unsigned char *field;
+        int changed, none = 0;
         mod_value v;
-        int empty = 0, changed, write;
-        mod_status s = MOD_OK;
-        if (f & (MOD_PARAM_COMPONENT | MOD_PARAM_CONFIG)) continue;
-        if (MOD__IS_COLLECTOR(r->p)) {
-            if (mod__generic(bs))
-                s = mod__scatter_collector(bs, r, &bs->vals[i]);
-            else
-                s = mod__scatter_collector(bs, r, (const mod_value *)(bs->typed + r->p->offset));
+        mod_status s;
+        if (r->wb == MOD__WB_SKIP) continue;
+        p = r->p;
+        field = generic ? NULL : bs->typed + p->offset;
+        if (r->wb == MOD__WB_COLLECT) {
+            s = mod__scatter_collector(bs, r, generic ? &bs->vals[i] : (const mod_value *)field);
             if (s != MOD_OK) return s;
             continue;
         }
-        if (!shared && !(f & (MOD_PARAM_INTERMEDIATE | MOD_PARAM_OUTPUT))) continue;
-        if (mod__generic(bs)) {
-            v = bs->vals[i];
-            empty = v.kind == MOD_ABSENT;
-            changed = !mod__value_same(&v, &bs->snap[i]);
-        } else {
-            size_t off = r->p->offset;
-            v = mod__field_value(r, bs->typed + off, &empty);
-            changed = memcmp(bs->typed + off, bs->snapshot + off, mod__field_size(r->p->type)) != 0;
-        }
+        changed = generic ? !mod__value_same(&bs->vals[i], &bs->snap[i])
+                          : mod__field_changed(p->type, field, bs->snapshot + p->offset);
         if (bs->presence[i] == 3) {
-            v = mod_none();
-            write = 1;
-        } else if (shared) {
-            write = changed;
-        } else if (f & MOD_PARAM_OUTPUT) {
-            if (empty && !(f & (MOD_PARAM_INTERMEDIATE | MOD_PARAM_INPUT)))
-                return mod__call_fail(bs->call, L, MOD_ERR_MISSING, "Intermediate output '%s' is missing in block state",
-                                      r->p->name);
-            if (empty) v = mod_none();
-            /* an unchanged modified value is already in place */
-            write = !((f & MOD_PARAM_INTERMEDIATE) && !changed && bs->presence[i] != 0);
-        } else {
-            write = changed;
+            none = 1;
+        } else if (!changed) {
+            if (r->wb == MOD__WB_CHANGED) continue;
+            if (r->wb == MOD__WB_MODIFIED && bs->presence[i] == 2) continue; /* already in place */
+            if ((r->wb == MOD__WB_MODIFIED || r->wb == MOD__WB_INOUT) && bs->presence[i] < 2)
+                none = 1; /* the block left it without a value */
         }
-        if (!write) continue;
-        if (empty && v.kind == MOD_ABSENT) v = mod_none();
+        if (none) {
+            v = mod_none();
+        } else if (!generic && r->fast) {
+            if (r->fast == MOD_FLOAT)
+                mod__put_scalar(bs->scope, r->slot, MOD_FLOAT, 0, *(const double *)field, r->group);
+            else if (r->fast == MOD_INT)
+                mod__put_scalar(bs->scope, r->slot, MOD_INT, *(const int64_t *)field, 0.0, r->group);
+            else
+                mod__put_scalar(bs->scope, r->slot, MOD_BOOL, *(const int *)field ? 1 : 0, 0.0, r->group);
+            continue;
+        } else {
+            int empty;
+            if (generic) {
+                v = bs->vals[i];
+                empty = v.kind == MOD_ABSENT;
+            } else {
+                v = mod__field_value(r, field, &empty);
+            }
+            if (empty && r->wb == MOD__WB_OUTPUT)
+                return mod__call_fail(bs->call, L, MOD_ERR_MISSING, "Intermediate output '%s' is missing in block state",
+                                      p->name);
+            if (empty) v = mod_none();
+        }
         s = mod__write(bs, r->slot, &v, r->group);
         if (s != MOD_OK) return s;
     }
@@ -4079,18 +4225,25 @@ static mod_status mod__run_leaf(mod__call *c, const mod__leaf *L, mod_state *sco
     const mod_block *b = L->block;
     unsigned char *mem = c->arena + L->off;
     mod_status s;
-    memset(&bs, 0, sizeof bs);
     bs.call = c;
     bs.leaf = L;
     bs.scope = scope;
     bs.iter = it;
     bs.loop = loop;
+    bs.typed = bs.snapshot = bs.presence = NULL;
+    bs.vals = bs.snap = NULL;
+    bs.seq = NULL;
+    bs.next_seq = 0;
+    bs.xnames = NULL;
+    bs.xvals = NULL;
+    bs.xseq = NULL;
+    bs.nx = bs.xcap = 0;
     if (b->def) {
         size_t sz = mod__align16(b->def->state_size);
         bs.typed = mem;
         bs.snapshot = mem + sz;
         bs.presence = mem + 2 * sz;
-        memset(bs.typed, 0, b->def->state_size);
+        mod__words_clear(bs.typed, b->def->state_size);
         *(mod_block_state **)bs.typed = &bs;
     } else {
         size_t vsz = mod__align16((size_t)L->nrows * sizeof(mod_value));
@@ -4252,24 +4405,19 @@ static mod_status mod__run_ops(mod__call *c, mod_state *scope, const mod_iter *i
 /* ---- checks before a run --------------------------------------------- */
 
 static mod_status mod__precheck_leaf(mod__call *c, const mod__leaf *L, unsigned char *pin, unsigned char *pinter, int shared) {
-    int i;
-    for (i = 0; i < L->nrows; i++) {
-        const mod__row *r = &L->rows[i];
+    int k;
+    for (k = 0; k < L->nchecks; k++) {
+        const mod__row *r = &L->rows[L->checks[k]];
         unsigned f = r->p->flags;
         if (f & MOD_PARAM_COMPONENT) {
             if (r->slot < 0 || !mod_value_is_set(&c->components[r->slot]))
                 return mod__call_fail(c, L, MOD_ERR_MISSING,
                                       "Component '%s' is not set; give it with mod_pipeline_set_component", r->p->name);
-            continue;
-        }
-        if ((f & MOD_PARAM_REQUIRED) && !MOD__IS_COLLECTOR(r->p)) {
-            int present = ((f & MOD_PARAM_INPUT) && !shared) ? pin[r->slot] : pinter[r->slot];
-            if (!present)
-                return mod__call_fail(c, L, MOD_ERR_MISSING, "Required %s '%s' is missing", mod__role_text(f), r->p->name);
+        } else if (!(((f & MOD_PARAM_INPUT) && !shared) ? pin[r->slot] : pinter[r->slot])) {
+            return mod__call_fail(c, L, MOD_ERR_MISSING, "Required %s '%s' is missing", mod__role_text(f), r->p->name);
         }
     }
-    for (i = 0; i < L->nrows; i++)
-        if ((L->rows[i].p->flags & MOD_PARAM_OUTPUT) && L->rows[i].slot >= 0) pinter[L->rows[i].slot] = 1;
+    for (k = 0; k < L->nouts; k++) pinter[L->outs[k]] = 1;
     return MOD_OK;
 }
 
@@ -4489,7 +4637,8 @@ static mod_status mod__call_run(mod_pipeline *p, const mod_arg *args, mod_state 
     c.components = p->components;
     c.configs = p->configs;
     st = mod__state_new(p->plan, p->plan->names, p->plan->nslots, 0);
-    c.arena = (unsigned char *)mod__calloc(1, p->plan->arena + 16);
+    c.arena = (unsigned char *)mod__alloc(p->plan->arena + 16);
+    if (c.arena) memset(c.arena + p->plan->sim_in, 0, p->plan->arena - p->plan->sim_in);
     if (!st || !c.arena) {
         mod_state_free(st);
         MOD_FREE(c.arena);
