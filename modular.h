@@ -444,7 +444,8 @@ typedef struct mod_iter {
     const void *user; /* anything else */
 } mod_iter;
 
-/* generic access by name (make_block blocks; also works for MOD_BLOCK) */
+/* access by name for make_block blocks (MOD_BLOCK blocks use their typed fields;
+   for them get returns NULL and set fails); repr works for both */
 MODDEF const mod_value *mod_block_state_get(mod_block_state *bs, const char *name); /* NULL when absent */
 MODDEF mod_status mod_block_state_set(mod_block_state *bs, const char *name, mod_value v);
 MODDEF char *mod_block_state_repr(mod_block_state *bs); /* BlockState(...) */
