@@ -285,7 +285,7 @@ DFDEF mod_status df_scheduler_config_parse(const char *text, mt_scheduler_config
     cfg->kind = MT_SCHEDULER_EULER;
     while (s == MOD_OK && (r = df__next_kv(&p, &kv, what)) != 0) {
         const char *k = kv.key;
-        double d;
+        double d = 0.0;
         if (r < 0) return MOD_ERR_ARGUMENT;
         if (!strcmp(k, "kind")) {
             const char *v = kv.value;
@@ -356,6 +356,34 @@ DFDEF mod_status df_scheduler_config_parse(const char *text, mt_scheduler_config
         mt_scheduler_free(&probe);
     }
     return s;
+}
+
+/* The config text of a scheduler named by its short name, with Stable
+   Diffusion's settings for that kind (scaled_linear betas 0.00085..0.012;
+   Euler and Euler ancestral: leading spacing, steps_offset 1; DDIM: no
+   sample clipping, final alpha from the schedule; DPM-Solver++ 2M with
+   Karras sigmas) and the given prediction_type (NULL: epsilon). A text
+   that contains '=' is taken as a full config and copied as it is. */
+DFDEF mod_status df_scheduler_config_for(const char *name, const char *prediction_type, char *buf, size_t size) {
+    static const char *const betas = "beta_schedule=scaled_linear beta_start=0.00085 beta_end=0.012";
+    const char *extra;
+    int n;
+    if (!name || !*name) return mod_fail(NULL, MOD_ERR_ARGUMENT, "scheduler name is empty");
+    if (strchr(name, '=')) {
+        n = snprintf(buf, size, "%s", name);
+        return n >= 0 && (size_t)n < size ? MOD_OK : mod_fail(NULL, MOD_ERR_ARGUMENT, "scheduler config text is too long");
+    }
+    if (!strcmp(name, "euler") || !strcmp(name, "euler_ancestral") || !strcmp(name, "euler_a"))
+        extra = "timestep_spacing=leading steps_offset=1";
+    else if (!strcmp(name, "ddim"))
+        extra = "timestep_spacing=leading steps_offset=1 clip_sample=0 set_alpha_to_one=0";
+    else if (!strcmp(name, "dpm") || !strcmp(name, "dpm++2m"))
+        extra = "use_karras_sigmas=1";
+    else
+        return mod_fail(NULL, MOD_ERR_ARGUMENT, "unknown scheduler '%s'; expected euler, euler_ancestral, ddim or dpm", name);
+    n = snprintf(buf, size, "kind=%s %s %s prediction_type=%s", name, betas, extra,
+                 prediction_type ? prediction_type : "epsilon");
+    return n >= 0 && (size_t)n < size ? MOD_OK : mod_fail(NULL, MOD_ERR_ARGUMENT, "scheduler config text is too long");
 }
 
 static void df__free_object(void *p) { DF_FREE(p); }
@@ -1413,16 +1441,20 @@ MOD_BLOCK(DFLoopDenoiser, "Step within the denoising loop that denoise the laten
     DF__SCHED_STATE_ROW(X, S)                                                                                         \
     X(S, MODIFIED_REQUIRED, TENSOR, latents, "Tensor", NONE, "The denoised latents")
 
-/* scheduler.step(noise_pred, t, latents, generator=..., eta=...) */
-static mod_status df__scheduler_step(mod_block_state *bs, const mod_value *scheduler_state, const mod_value *generators,
-                                     double eta, const mt_tensor *noise_pred, double t, mt_tensor *latents) {
-    mt_scheduler *sched;
+/* scheduler.step(noise_pred, t, latents, generator=..., eta=...) on the
+   run state and generators of a call (the values of the `scheduler_state`
+   and `generators` intermediates): *latents becomes the new latents. */
+DFDEF mod_status df_scheduler_step(const mod_value *scheduler_state, const mod_value *generators, double eta,
+                                   const mt_tensor *noise_pred, double t, mt_tensor *latents) {
+    mt_scheduler *sched = (mt_scheduler *)mod_value_ptr(scheduler_state, df_scheduler_state_type.name);
     df_generators *gs = (df_generators *)mod_value_ptr(generators, df_generators_type.name);
     mt_tensor next = {MT_F32, 0, {0}, {0}, NULL, NULL};
-    MOD_TRY(df__sched(bs, scheduler_state, &sched));
+    if (!sched)
+        return mod_fail(NULL, MOD_ERR_KIND, "'scheduler_state' must be an %s made by the set_timesteps step",
+                        df_scheduler_state_type.name);
     sched->eta = eta;
     if (mt_scheduler_step(sched, &next, noise_pred, t, latents, gs ? gs->g : NULL, gs ? gs->n : 0) != MT_OK)
-        return mod_fail(bs, MOD_ERR_TENSOR, "%s%s", mt_last_error(),
+        return mod_fail(NULL, MOD_ERR_TENSOR, "%s%s", mt_last_error(),
                         gs ? "" : " (no 'generators' in the state: the prepare_latents step makes them)");
     mt_move(latents, &next);
     return MOD_OK;
@@ -1435,7 +1467,8 @@ MOD_BLOCK(DFLoopAfterDenoiser, "step within the denoising loop that update the l
                                "`DFDenoiseStep`)") {
     const mod_iter *it;
     MOD_TRY(df__iter(s->mod, &it));
-    return df__scheduler_step(s->mod, &s->scheduler_state, &s->generators, s->eta, &s->noise_pred, it->t, &s->latents);
+    DF__TRY(s, df_scheduler_step(&s->scheduler_state, &s->generators, s->eta, &s->noise_pred, it->t, &s->latents));
+    return MOD_OK;
 }
 
 #define DFInpaintLoopAfterDenoiser_PARAMS(X, S)                                                                       \
@@ -1462,7 +1495,7 @@ MOD_BLOCK(DFInpaintLoopAfterDenoiser,
     int64_t n = s->timesteps.shape[0];
     mt_status st = MT_OK;
     MOD_TRY(df__iter(s->mod, &it));
-    MOD_TRY(df__scheduler_step(s->mod, &s->scheduler_state, &s->generators, s->eta, &s->noise_pred, it->t, &s->latents));
+    DF__TRY(s, df_scheduler_step(&s->scheduler_state, &s->generators, s->eta, &s->noise_pred, it->t, &s->latents));
     if (DF__UNET(s)->in_channels != s->latents.shape[1]) return MOD_OK; /* an inpainting denoiser sees the mask itself */
     if (!MOD_IS_SET(s, image_latents) || !MOD_IS_SET(s, mask) || !MOD_IS_SET(s, noise))
         return mod_fail(s->mod, MOD_ERR_MISSING, "image_latents, mask and noise are required for this step (%s missing)",
