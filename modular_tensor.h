@@ -255,12 +255,15 @@ MTDEF void mt_parallel_for(int64_t n, int64_t grain, mt_parallel_fn fn, void *ct
    (I32, U8, F64, ...) open fine and are refused only when loaded.
 
    The file is memory-mapped (POSIX; copy-on-write, so writing into a loaded
-   tensor never changes the file). Tensors returned by mt_safetensors_get
-   are zero-copy views of the mapping when their bytes are aligned for their
+   tensor never changes the file; if the system refuses a writable private
+   mapping, e.g. under strict overcommit, the mapping is read-only and such
+   tensors must not be written). Tensors returned by mt_safetensors_get are
+   zero-copy views of the mapping when their bytes are aligned for their
    dtype (always the case in files written by the reference writer and by
    mt_safetensors_save), copies otherwise; each view keeps the mapping alive,
    so they outlive mt_safetensors_close. Truncating the file while it is
-   mapped is undefined (SIGBUS), as with any mmap reader. */
+   mapped is undefined (SIGBUS), as with any mmap reader. Define MT_NO_MMAP
+   (automatic off POSIX) to read files into memory and write in place. */
 
 #define MT_SAFETENSORS_MAX_HEADER 100000000 /* bytes, the reference's limit */
 
@@ -317,7 +320,16 @@ MTDEF mt_status mt_safetensors_save(const char *path, int n, const char *const *
                                         2 x - 1 on load)
    Saving clamps to the range and rounds x * 255 half to even, as diffusers'
    numpy_to_pil ((x * 255).round()); loading gives byte / 255 (as
-   VaeImageProcessor), then 2 x - 1 for MT_RANGE_SIGNED. */
+   VaeImageProcessor), then 2 x - 1 for MT_RANGE_SIGNED.
+
+   Untrusted images: only the PNG and JPEG decoders are compiled in, images
+   over MT_IMAGE_MAX_PIXELS are refused before decoding, and the JPEG
+   Huffman-table and PNG chunk-length defects of Debian's stb_image 2.27
+   (fixed upstream in 2.28) are screened out before stb_image sees the
+   bytes. stb_image 2.27 still has undefined integer shifts on damaged JPEG
+   entropy data (garbage pixels on common targets; sanitizers report them):
+   decode hostile files with a newer stb_image (MT_NO_STB_IMPLEMENTATION) or
+   in a separate process. */
 typedef enum mt_image_range { MT_RANGE_UNIT = 0, MT_RANGE_SIGNED = 1 } mt_image_range;
 
 #ifndef MT_IMAGE_MAX_PIXELS
@@ -2671,6 +2683,83 @@ static const char *mt__stbi_reason(void) {
     return r ? r : "unknown error";
 }
 
+/* Debian's stb_image (2.27) trusts a JPEG's Huffman tables; upstream 2.28
+   fixed it. A table of more than 256 codes overflows the decoder's arrays,
+   and a scan may use a table never defined (uninitialized memory, then an
+   out-of-bounds read or a failed STBI_ASSERT). This walk follows the marker
+   parsing of stb_image (stray bytes skipped, segments by length, entropy-coded
+   data up to the next marker that is not a restart) and refuses such files
+   before stb_image sees them. NULL = nothing found. */
+static const char *mt__jpeg_precheck(const unsigned char *p, size_t n) {
+    size_t i = 1;
+    unsigned defined = 0; /* bit tc * 4 + th */
+    int progressive = 0;
+    if (n < 2 || p[0] != 0xFF) return NULL;
+    while (i < n && p[i] == 0xFF) i++; /* stb reads SOI after fill bytes */
+    if (i >= n || p[i] != 0xD8) return NULL;
+    i++;
+    while (i < n) {
+        unsigned m;
+        size_t len;
+        if (p[i] != 0xFF) {
+            i++;
+            continue;
+        }
+        while (i < n && p[i] == 0xFF) i++;
+        if (i >= n) break;
+        m = p[i++];
+        if (m == 0xD9) break;                                              /* EOI */
+        if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue; /* no length */
+        if (i + 2 > n) break;
+        len = ((size_t)p[i] << 8) | p[i + 1];
+        if (m == 0xC4) { /* DHT: tables until the length is used up, as stb reads it */
+            long left = (long)len - 2;
+            size_t k = i + 2;
+            while (left > 0) {
+                unsigned q = k < n ? p[k] : 0, codes = 0, t;
+                for (t = 0; t < 16; t++) codes += k + 1 + t < n ? p[k + 1 + t] : 0;
+                if (codes > 256) return "a JPEG Huffman table has more than 256 codes";
+                if ((q >> 4) <= 1 && (q & 15) <= 3) defined |= 1u << ((q >> 4) * 4 + (q & 15));
+                k += 17 + codes;
+                left -= 17 + (long)codes;
+            }
+        } else if (m == 0xC0 || m == 0xC1 || m == 0xC2) {
+            progressive = m == 0xC2;
+        } else if (m == 0xDA) { /* SOS: every table the scan decodes with must exist */
+            size_t k = i + 2, ns = k < n ? p[k] : 0, c;
+            unsigned ss = k + 1 + 2 * ns < n ? p[k + 1 + 2 * ns] : 0;
+            unsigned ah = k + 3 + 2 * ns < n ? p[k + 3 + 2 * ns] >> 4 : 0;
+            int need_dc = !progressive || (ss == 0 && ah == 0), need_ac = !progressive || ss != 0;
+            for (c = 0; c < ns; c++) {
+                unsigned q = k + 2 + 2 * c < n ? p[k + 2 + 2 * c] : 0, hd = q >> 4, ha = q & 15;
+                if (need_dc && hd <= 3 && !(defined & (1u << hd))) return "a JPEG scan uses an undefined DC Huffman table";
+                if (need_ac && ha <= 3 && !(defined & (1u << (4 + ha))))
+                    return "a JPEG scan uses an undefined AC Huffman table";
+            }
+            i += len;
+            while (i + 1 < n && !(p[i] == 0xFF && p[i + 1] != 0x00 && (p[i + 1] < 0xD0 || p[i + 1] > 0xD7))) i++;
+            continue;
+        }
+        i += len;
+    }
+    return NULL;
+}
+
+/* A PNG chunk longer than the rest of the file makes stb_image 2.27
+   allocate up to 2 GB before it notices; refused here. NULL = fine. */
+static const char *mt__png_precheck(const unsigned char *p, size_t n) {
+    size_t i = 8;
+    if (n < 8 || memcmp(p, "\x89PNG\r\n\x1a\n", 8) != 0) return NULL;
+    while (n - i >= 8) { /* a chunk header: length, type */
+        uint32_t len = ((uint32_t)p[i] << 24) | ((uint32_t)p[i + 1] << 16) | ((uint32_t)p[i + 2] << 8) | p[i + 3];
+        if (len > n - i - 8) return "a PNG chunk runs past the end of the file";
+        if (memcmp(p + i + 4, "IEND", 4) == 0) break;
+        i += 12 + (size_t)len;
+        if (i > n) break;
+    }
+    return NULL;
+}
+
 static int mt__image_check_range(mt_image_range range) { return range == MT_RANGE_UNIT || range == MT_RANGE_SIGNED; }
 
 /* x * 255 rounded half to even, as numpy's round on float32 */
@@ -2777,7 +2866,11 @@ static mt_status mt__image_decode(const char *func, const char *label, mt_tensor
     mt_tensor t;
     float *dst;
     mt_status s;
+    const char *bad;
     if (size > (size_t)INT_MAX) return mt__fail(MT_ERR_UNSUPPORTED, func, "%s is over 2 GB", label);
+    bad = mt__jpeg_precheck(buf, size);
+    if (!bad) bad = mt__png_precheck(buf, size);
+    if (bad) return mt__fail(MT_ERR_FORMAT, func, "cannot decode %s: %s", label, bad);
     if (!stbi_info_from_memory(buf, (int)size, &w, &h, &comp))
         return mt__fail(MT_ERR_FORMAT, func, "cannot decode %s: not a PNG or JPEG image, or a damaged one (stb_image: %s)",
                         label, mt__stbi_reason());

@@ -983,6 +983,41 @@ static void test_image_errors(void) {
               mt_last_error());
     }
 
+    /* JPEG structures that Debian's stb_image 2.27 mishandles (fixed in
+       upstream 2.28), refused before decoding: a Huffman table of 300
+       codes (overflows the decoder's arrays), also behind fill bytes
+       (stb reads FF FF D8 as SOI); a scan using an undefined table */
+    {
+        unsigned char dht[24] = {0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x13, 0x00};
+        unsigned char dht2[25] = {0xFF, 0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x13, 0x00};
+        unsigned char *jp = (unsigned char *)malloc(sizeof flat_jpeg);
+        size_t i, sos = 0;
+        dht[7 + 14] = 45;
+        dht[7 + 15] = 255;
+        dht2[8 + 14] = 45;
+        dht2[8 + 15] = 255;
+        CHECK(mt_image_load_memory(&t, dht, sizeof dht, 3, MT_RANGE_UNIT) == MT_ERR_FORMAT &&
+                  strstr(mt_last_error(), "more than 256 codes"),
+              "JPEG Huffman table of 300 codes: %s", mt_last_error());
+        CHECK(mt_image_load_memory(&t, dht2, sizeof dht2, 3, MT_RANGE_UNIT) == MT_ERR_FORMAT &&
+                  strstr(mt_last_error(), "more than 256 codes"),
+              "the same after a fill byte: %s", mt_last_error());
+        memcpy(jp, flat_jpeg, sizeof flat_jpeg);
+        for (i = 2; i + 1 < sizeof flat_jpeg; i++)
+            if (jp[i] == 0xFF && jp[i + 1] == 0xDA) {
+                sos = i;
+                break;
+            }
+        CHECK(sos > 0, "the test JPEG has a scan");
+        if (sos) {
+            jp[sos + 6] = 0x33; /* first component: DC and AC table 3, never defined */
+            CHECK(mt_image_load_memory(&t, jp, sizeof flat_jpeg, 3, MT_RANGE_UNIT) == MT_ERR_FORMAT &&
+                      strstr(mt_last_error(), "undefined DC Huffman table"),
+                  "JPEG scan with an undefined table: %s", mt_last_error());
+        }
+        free(jp);
+    }
+
     /* a real PNG, then damaged copies */
     mt_zeros(&img, MT_F32, MT_SHAPE(1, 3, 32, 32));
     {
@@ -1003,6 +1038,11 @@ static void test_image_errors(void) {
                   strstr(mt_last_error(), "cannot decode") && strstr(mt_last_error(), "corrupt.png"),
               "corrupt PNG data: %s", mt_last_error());
         CHECK(mt_image_load_memory(&t, png, 40, 3, MT_RANGE_UNIT) == MT_ERR_FORMAT, "truncated PNG: %s", mt_last_error());
+        memcpy(bad, png, n);
+        bad[33] = 0x7f; /* the first chunk after IHDR claims 2 GB */
+        CHECK(mt_image_load_memory(&t, bad, n, 3, MT_RANGE_UNIT) == MT_ERR_FORMAT &&
+                  strstr(mt_last_error(), "PNG chunk runs past the end of the file"),
+              "PNG chunk longer than the file: %s", mt_last_error());
         memcpy(bad, png, n);
         /* IHDR width and height (big-endian) at bytes 16 and 20: 10000 x
            10000, within stb_image's own limits, over MT_IMAGE_MAX_PIXELS */
