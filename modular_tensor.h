@@ -1369,6 +1369,7 @@ static mt_status mt__read_file(const char *func, const char *path, const char *l
         if (len == cap) {
             unsigned char *p;
             if (cap >= limit) {
+                if (fgetc(f) == EOF) break; /* exactly `limit` bytes */
                 fclose(f);
                 MT_FREE(buf);
                 return mt__fail(MT_ERR_UNSUPPORTED, func, "%s is over %llu bytes", label, (unsigned long long)limit);
