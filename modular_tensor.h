@@ -56,6 +56,9 @@
        MTDEF             linkage of the public functions (default extern;
                          define MT_STATIC to make them static)
        MT_NO_STB_IMPLEMENTATION   do not compile stb_image(_write) here
+       MT_NO_MMAP        read safetensors files instead of mapping them
+       MT_IMAGE_MAX_PIXELS        largest image mt_image_load decodes (2^26)
+       MT_SAFETENSORS_MAX_HEADER  largest safetensors header (100 MB)
 
    LICENSE: MIT, see the end of the file.
 */
