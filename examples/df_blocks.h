@@ -11,14 +11,17 @@
 
    USAGE
 
-       #include "modular_tensor.h"
+       #include "modular_tensor.h"      // (implementations defined in one file)
        #include "modular.h"
-       #include "shapes_model.h"   // optional, before df_blocks.h: the embedded
-                                   // model becomes the default components
+       #include "df_components.h"
+       #define SHAPES_MODEL_IMPLEMENTATION
+       #include "shapes_model.h"        // optional, before df_blocks.h: the embedded
+                                        // model becomes the default components
        #include "df_blocks.h"
 
    Everything here is static (include it in the file that builds the
-   pipeline); nothing needs an implementation macro. Link with -lm -lpthread.
+   pipeline); it needs no implementation macro of its own. Link with -lm
+   -lpthread.
 
        mod_block *blocks = NULL;
        mod_pipeline *pipe = NULL;
@@ -60,6 +63,9 @@
        guider        ClassifierFreeGuidance   df_guider   (df_guider_create)
        scheduler     SchedulerMixin           mt_scheduler_config (df_scheduler_create)
 
+   Guidance is off (one model call per step) when guidance_scale <= 1;
+   diffusers turns it off at exactly 1 and would extrapolate below.
+
    The defaults are created by mod_pipeline_new: the guider and the
    scheduler from the config texts DF_DEFAULT_GUIDER_CONFIG and
    DF_DEFAULT_SCHEDULER_CONFIG; the text encoder, VAE and UNet by the
@@ -77,6 +83,27 @@
    names; an unknown key or value is an error naming it. Scheduler kinds:
    euler, euler_ancestral (euler_a), ddim, dpm (DPM-Solver++ 2M), or
    diffusers' class names.
+
+   FUNCTIONS (all static; errors are recorded with mod_fail as modular.h's)
+
+       df_pipeline_blocks(&blocks)        the DFAutoBlocks tree above (edit it
+                                          with mod_block_replace / _insert / _pop)
+       df_pipeline_new(&pipe)             blocks + mod_pipeline_new
+       df_denoise_step_new(&b, inpaint)   a denoising loop with its three body blocks
+       df_before_denoise_new(&b, "text2img" | "img2img" | "inpaint")
+       df_scheduler_create / df_guider_create     ComponentSpec create functions
+       df_scheduler_config_parse / df_guider_config_parse   config text -> struct
+       df_scheduler_config_for(name, prediction_type, buf, size)
+                                          Stable Diffusion's config of a kind
+       df_guider_enabled / df_guider_apply        classifier-free guidance
+       df_guided_predict                  one denoiser step with guidance
+       df_scheduler_step                  scheduler.step on a call's run state
+       df_generators_make / df_randn      diffusers' randn_tensor over generators
+       df_vae_encode / df_vae_decode      with the VAE's scaling and [0, 1] images
+       df_batch_expand, df_image_arg, df_output_path, df_now, df_progress_*
+
+   Every MOD_BLOCK's definition (DFTextEncoderStep_def, ...) is usable on
+   its own: mod_block_new(&b, &DFDecodeStep_def), or mod_block_run.
 
    RANDOMNESS
 
@@ -1062,6 +1089,16 @@ MOD_BLOCK(DFImg2ImgSetTimestepsStep,
 
 /* ---- prepare latents ------------------------------------------------- */
 
+/* One wording for both uses, since a pipeline's doc shows the first. */
+#define DF__HEIGHT_DOC                                                                                                \
+    "The height in pixels of the generated image; an input image is resized to it (default: the input image's, or " \
+    DF__STR(DF_DEFAULT_SIZE) " without one)"
+#define DF__WIDTH_DOC                                                                                                 \
+    "The width in pixels of the generated image; an input image is resized to it (default: the input image's, or "  \
+    DF__STR(DF_DEFAULT_SIZE) " without one)"
+#define DF__IMAGE_SIZE_ROWS(X, S)                                                                                    \
+    X(S, INPUT, INT, height, "int", NONE, DF__HEIGHT_DOC)                                                            \
+    X(S, INPUT, INT, width, "int", NONE, DF__WIDTH_DOC)
 #define DF__BATCH_ROWS(X, S)                                                                                          \
     X(S, INPUT, INT, num_images_per_prompt, "int", DEF(1), "The number of images to generate per prompt.")            \
     X(S, INPUT, VALUE, generator, "int | List[int] | torch.Generator", NONE,                                         \
@@ -1083,8 +1120,7 @@ MOD_BLOCK(DFImg2ImgSetTimestepsStep,
       "The VAE: its latent channels and downscale give the latent shape.")
 
 #define DFPrepareLatentsStep_PARAMS(X, S)                                                                             \
-    X(S, INPUT, INT, height, "int", NONE, "The height in pixels of the generated image (default " DF__STR(DF_DEFAULT_SIZE) ")") \
-    X(S, INPUT, INT, width, "int", NONE, "The width in pixels of the generated image (default " DF__STR(DF_DEFAULT_SIZE) ")")   \
+    DF__IMAGE_SIZE_ROWS(X, S)                                                                                         \
     DF__LATENTS_IO_ROW(X, S)                                                                                          \
     DF__BATCH_ROWS(X, S)                                                                                              \
     DF__VAE_ROW(X, S)                                                                                                 \
@@ -1227,9 +1263,6 @@ MOD_BLOCK(DFInpaintPrepareLatentsStep, "Step that prepares the latents for the i
 
 /* ---- VAE encoder steps ----------------------------------------------- */
 
-#define DF__IMAGE_SIZE_ROWS(X, S)                                                                                    \
-    X(S, INPUT, INT, height, "int", NONE, "Resize the image to this height in pixels (default: its own)")           \
-    X(S, INPUT, INT, width, "int", NONE, "Resize the image to this width in pixels (default: its own)")
 #define DF__IMAGE_ROW(X, S)                                                                                          \
     X(S, INPUT_REQUIRED, VALUE, image, "Tensor | str", NONE,                                                          \
       "The image to start from: a tensor [B, 3, H, W] (or [3, H, W]) in [0, 1], or a PNG / JPEG file path")
@@ -1729,7 +1762,7 @@ DFDEF mod_status df_before_denoise_new(mod_block **out, const char *workflow) {
                        "This is a sequential pipeline blocks:\n"
                        " - `DFInputStep` is used to adjust the batch size of the model inputs\n"
                        " - `DFSetTimestepsStep` is used to set the timesteps\n"
-                       " - `DFPrepareLatentsStep` is used to prepare the latents\n",
+                       " - `DFPrepareLatentsStep` is used to prepare the latents",
                        e, NULL);
     if (i2i)
         return df__seq(out, "DFImg2ImgBeforeDenoiseStep",
@@ -1737,14 +1770,14 @@ DFDEF mod_status df_before_denoise_new(mod_block **out, const char *workflow) {
                        "This is a sequential pipeline blocks:\n"
                        " - `DFInputStep` is used to adjust the batch size of the model inputs\n"
                        " - `DFImg2ImgSetTimestepsStep` is used to set the timesteps\n"
-                       " - `DFImg2ImgPrepareLatentsStep` is used to prepare the latents\n",
+                       " - `DFImg2ImgPrepareLatentsStep` is used to prepare the latents",
                        e, NULL);
     return df__seq(out, "DFInpaintBeforeDenoiseStep",
                    "Before denoise step that prepare the inputs for the denoise step for inpainting task.\n"
                    "This is a sequential pipeline blocks:\n"
                    " - `DFInputStep` is used to adjust the batch size of the model inputs\n"
                    " - `DFImg2ImgSetTimestepsStep` is used to set the timesteps\n"
-                   " - `DFInpaintPrepareLatentsStep` is used to prepare the latents\n",
+                   " - `DFInpaintPrepareLatentsStep` is used to prepare the latents",
                    e, NULL);
 }
 
@@ -1797,7 +1830,7 @@ DFDEF mod_status df_pipeline_blocks(mod_block **out) {
                      "provided.\n"
                      " - `DFImg2ImgBeforeDenoiseStep` (img2img) is used when only `image_latents` is provided.\n"
                      " - `DFBeforeDenoiseStep` (text2img) is used when both `image_latents` and `mask` are not "
-                     "provided.\n",
+                     "provided.",
                      e);
     }
     if (s == MOD_OK) {
