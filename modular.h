@@ -4218,7 +4218,11 @@ static mod_status mod__scatter(mod_block_state *bs) {
         if (bs->presence[i] == 3) {
             none = 1;
         } else if (!changed) {
-            if (r->wb == MOD__WB_CHANGED) continue;
+            /* in a loop's shared state everything is CHANGED; a typed scalar
+               output that was absent is new even when it equals the zeroed
+               field it started from (n = 0 on the first iteration) */
+            if (r->wb == MOD__WB_CHANGED && !(!generic && r->fast && bs->presence[i] == 0 && (p->flags & MOD_PARAM_OUTPUT)))
+                continue;
             if (r->wb == MOD__WB_MODIFIED && bs->presence[i] == 2) continue; /* already in place */
             if ((r->wb == MOD__WB_MODIFIED || r->wb == MOD__WB_INOUT) && bs->presence[i] < 2)
                 none = 1; /* the block left it without a value */
