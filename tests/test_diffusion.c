@@ -1071,6 +1071,62 @@ static void test_errors(void) {
 }
 
 /* ------------------------------------------------------------------------
+   Block-system behaviour the diffusion blocks rely on (modular.h fixes made
+   while building them; each check failed before its fix)
+   ------------------------------------------------------------------------ */
+
+/* a loop body's scalar output that is 0 on the first iteration */
+#define zero_output_PARAMS(X, S) X(S, OUTPUT, INT, count, "int", NONE, "0 the first time")
+MOD_BLOCK(zero_output, "writes count = iteration index") {
+    s->count = mod_block_state_iter(s->mod)->i;
+    return MOD_OK;
+}
+#define one_step_PARAMS(X, S) X(S, INPUT, INT, steps, "int", DEF(1), "iterations")
+MOD_LOOP(one_step, "runs its body `steps` times") {
+    int64_t i;
+    for (i = 0; i < s->steps; i++) {
+        mod_iter it = {0, 0.0, NULL};
+        it.i = i;
+        MOD_TRY(mod_loop_step(s->mod, &it));
+    }
+    return MOD_OK;
+}
+
+static void test_block_system_regressions(void) {
+    mod_block *loop = NULL;
+    mod_pipeline *p = NULL;
+    mod_state *st = NULL;
+    const mod_value *v;
+    const mod_entry body[] = {{"zero", &zero_output_def, NULL, NULL}, {NULL, NULL, NULL, NULL}};
+    mod_value sched;
+    memset(&sched, 0, sizeof sched);
+    CHECK_OK(mod_loop_new(&loop, &one_step_def, body) || mod_pipeline_new(&p, loop) ||
+                 mod_pipeline_call(p, (const mod_arg[]){{"steps", mod_int(1)}, {NULL, {0}}}, &st),
+             "a loop whose body outputs 0");
+    v = st ? mod_state_intermediate(st, "count") : NULL;
+    CHECK(v && v->kind == MOD_INT && v->i == 0, "a body's scalar output of 0 reaches the state");
+    mod_state_free(st);
+    st = NULL;
+    CHECK_OK(mod_pipeline_call(p, (const mod_arg[]){{"steps", mod_int(0)}, {NULL, {0}}}, &st),
+             "a loop of zero iterations runs (image-to-image at strength 0 has no step)");
+    CHECK(st && !mod_state_intermediate(st, "count"), "the outputs of a body that never ran are not written");
+    mod_state_free(st);
+    mod_pipeline_free(p);
+    mod_block_free(loop);
+    /* a typed block's own VALUE output (an owned PTR) outlives the block */
+    {
+        mod_arg args[] = {{"prompt", mod_str("a red circle")}, {"num_inference_steps", mod_int(3)},
+                          {"output_type", mod_str("latent")}, {"progress_bar", mod_bool(0)}, {NULL, {0}}};
+        const mt_scheduler *s;
+        CHECK_OK(call_for(pipe_default, args, "scheduler_state", &sched), "call for the scheduler run state");
+        s = (const mt_scheduler *)mod_value_ptr(&sched, "mt_scheduler");
+        CHECK(s && s->alphas_cumprod && s->num_inference_steps == 3 && s->step_index == 3,
+              "the run state set_timesteps made is alive after the call, stepped 3 times");
+        mod_value_release(&sched);
+    }
+}
+
+/* ------------------------------------------------------------------------
    PNG output
    ------------------------------------------------------------------------ */
 
@@ -1128,6 +1184,7 @@ int main(void) {
     test_edit_every_block();
     test_schedulers_and_guidance();
     test_errors();
+    test_block_system_regressions();
     test_png_output();
     mod_pipeline_free(pipe_default);
     free(judge_set);
