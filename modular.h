@@ -392,7 +392,8 @@ MODDEF void mod_block_free(mod_block *b); /* drops one reference; NULL is fine *
 
 /* Editing a sequential block or a loop body (InsertableDict). `path` may be
    dotted ("denoise.after_denoiser") to reach a nested child. The parent
-   keeps its own reference to an inserted child. */
+   keeps its own reference to an inserted child. Replace also swaps a branch
+   of an auto block, which keeps its trigger. */
 MODDEF mod_status mod_block_insert(mod_block *parent, int index, const char *name, mod_block *child);
 MODDEF mod_status mod_block_pop(mod_block *root, const char *path, mod_block **out); /* out may be NULL */
 MODDEF mod_status mod_block_pop_at(mod_block *parent, int index, mod_block **out);
@@ -1910,7 +1911,8 @@ MODDEF mod_status mod_block_pop_at(mod_block *parent, int index, mod_block **out
 }
 
 static mod_status mod__replace(mod_block *parent, int index, mod_block *child) {
-    mod_status s = mod__check_editable(parent);
+    /* an auto block's branch may be swapped too (its trigger stays) */
+    mod_status s = parent && parent->kind == MOD__AUTO ? MOD_OK : mod__check_editable(parent);
     if (s != MOD_OK) return s;
     if (!child) return mod__fail(MOD_ERR_ARGUMENT, "replacement block is NULL");
     if (mod__contains(child, parent))
