@@ -598,7 +598,7 @@ MODDEF const mt_tensor *mod_value_tensor(const mod_value *v); /* NULL unless a t
 #define MOD__DEFAULT_BOOL(has, v, x) {(has) ? MOD_BOOL : MOD_ABSENT, (int64_t)((v) ? 1 : 0), 0.0, NULL, NULL}
 #define MOD__DEFAULT_INT(has, v, x) {(has) ? MOD_INT : MOD_ABSENT, (int64_t)(v), 0.0, NULL, NULL}
 #define MOD__DEFAULT_FLOAT(has, v, x) {(has) ? MOD_FLOAT : MOD_ABSENT, 0, (double)(v), NULL, NULL}
-#define MOD__DEFAULT_STR(has, v, x) {(has) ? MOD_STR : MOD_ABSENT, 0, 0.0, (has) ? (v) : NULL, NULL}
+#define MOD__DEFAULT_STR(has, v, x) {(has) ? MOD_STR : MOD_ABSENT, 0, 0.0, (has) ? (const char *)(v) : (const char *)NULL, NULL}
 #define MOD__DEFAULT_TENSOR(has, v, x) {MOD__NO_DEFAULT(has), 0, 0.0, NULL, NULL}
 #define MOD__DEFAULT_LIST(has, v, x) {MOD__NO_DEFAULT(has), 0, 0.0, NULL, NULL}
 #define MOD__DEFAULT_DICT(has, v, x) {MOD__NO_DEFAULT(has), 0, 0.0, NULL, NULL}
