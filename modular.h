@@ -4341,8 +4341,8 @@ static mod_status mod__run_leaf(mod__call *c, const mod__leaf *L, mod_state *sco
             mod__call_fail(c, L, s, "block returned %s without a message", mod_status_name(s));
         if (s == MOD_OK) s = mod__scatter(&bs);
     }
-    mod__release_rows(&bs);
-    mod__extras_free(&bs);
+    if (!b->def || L->owns) mod__release_rows(&bs); /* scalar fields hold nothing to release */
+    if (bs.xcap) mod__extras_free(&bs);
     return s;
 }
 
