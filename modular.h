@@ -1292,6 +1292,7 @@ MODDEF int mod_value_repr(const mod_value *v, char *buf, size_t size) {
     if (sb.failed) {
         MOD_FREE(sb.buf);
         if (size) buf[0] = '\0';
+        mod__oom();
         return 0;
     }
     n = snprintf(buf, size, "%s", sb.buf ? sb.buf : "");
@@ -2368,7 +2369,7 @@ static void mod__full_description(mod__sb *sb, const mod_block *b) {
     int i, k;
     mod__sb_puts(sb, b->description);
     if (!b->nworkflows) return;
-    mod__sb_puts(sb, b->description[0] ? "\n\nSupported workflows:" : "\n\nSupported workflows:");
+    mod__sb_puts(sb, "\n\nSupported workflows:");
     for (i = 0; i < b->nworkflows; i++) {
         mod__sb_printf(sb, "\n  - `%s`: ", b->wf_names[i]);
         if (!b->wf_triggers[i][0]) mod__sb_puts(sb, "default (no additional inputs required)");
@@ -2843,6 +2844,7 @@ static mod_status mod__validate(const mod_block *b, int pipeline) {
                 mod__sb_printf(&scen, "%s%s", trig.n > 1 ? ", " : "", tv[i]);
             }
         }
+        if (s == MOD_OK && scen.failed) s = mod__oom();
         if (s == MOD_OK && mod__reserve((void **)&trig.v, &trig.cap, trig.n + 1, sizeof(char *))) {
             trig.v[trig.n] = NULL;
             s = mod__units_for(b, trig.v, &u);
@@ -2926,7 +2928,7 @@ static void mod__mm_set_src(mod__mm *m, const char *name, int node, int keep_old
     m->ns++;
 }
 
-static void mod__mm_consume(mod__mm *m, const char *name, int node, int dashed_from_later) {
+static void mod__mm_consume(mod__mm *m, const char *name, int node) {
     int i, any = 0;
     if (mod__reserve((void **)&m->events, &m->evcap, m->nev + 1, sizeof(mod__mm_src))) {
         m->events[m->nev].name = name;
@@ -2940,7 +2942,7 @@ static void mod__mm_consume(mod__mm *m, const char *name, int node, int dashed_f
             mod__mm_edge_add(m, m->src[i].node, node, name, 0);
             any = 1;
         }
-    if (!any && !dashed_from_later && mod__names_has(m->args, name)) mod__mm_edge_add(m, 0, node, name, 0);
+    if (!any && mod__names_has(m->args, name)) mod__mm_edge_add(m, 0, node, name, 0);
 }
 
 static void mod__mm_id(mod__sb *sb, int node) {
@@ -2967,7 +2969,7 @@ static void mod__mm_leaf(mod__mm *m, const mod_block *b, const char *label, int 
         if (!MOD__IS_COLLECTOR(f.in.v[i].p) && mod__names_has(m->args, f.in.v[i].p->name))
             mod__mm_edge_add(m, 0, node, f.in.v[i].p->name, 0);
     for (i = 0; i < f.inter.n; i++)
-        if (!MOD__IS_COLLECTOR(f.inter.v[i].p)) mod__mm_consume(m, f.inter.v[i].p->name, node, 0);
+        if (!MOD__IS_COLLECTOR(f.inter.v[i].p)) mod__mm_consume(m, f.inter.v[i].p->name, node);
     for (i = 0; i < f.out.n; i++) mod__mm_set_src(m, f.out.v[i].p->name, node, 0);
     mod__iface_free(&f);
 }
@@ -3926,6 +3928,44 @@ static mod_status mod__row_value(mod_block_state *bs, int i, mod_value *tmp, con
     return MOD_OK;
 }
 
+/* A deep copy (lists and dicts item by item, tensors cloned) of an input a
+   block receives, as the original deep-copies inputs: whatever the block
+   does to it in place, the state's inputs and the caller's value stay. */
+static mod_status mod__value_copy(mod_value *out, const mod_value *src) {
+    mod_status s = MOD_OK;
+    int64_t i;
+    memset(out, 0, sizeof *out);
+    if (src->kind == MOD_LIST) {
+        const mod__list *l = (const mod__list *)src->p;
+        s = mod_list_new(out, l->n);
+        for (i = 0; s == MOD_OK && i < l->n; i++)
+            s = mod__value_copy(&((mod__list *)out->p)->items[i], &l->items[i]);
+    } else if (src->kind == MOD_DICT) {
+        const mod__dict *d = (const mod__dict *)src->p;
+        s = mod_dict_new(out);
+        for (i = 0; s == MOD_OK && i < d->n; i++) {
+            mod_value item;
+            s = mod__value_copy(&item, &d->items[i]);
+            if (s == MOD_OK) s = mod_dict_set(out, d->names[i], item);
+            mod_value_release(&item);
+        }
+#ifdef MODULAR_TENSOR_H
+    } else if (src->kind == MOD_TENSOR) {
+        mt_tensor copy = {MT_F32, 0, {0}, {0}, NULL, NULL};
+        mod_value tv;
+        if (mt_clone(&copy, (const mt_tensor *)src->p) != MT_OK) return mod__fail(MOD_ERR_TENSOR, "%s", mt_last_error());
+        tv = mod_tensor(&copy);
+        s = mod__value_own(out, &tv);
+        mt_release(&copy);
+        return s;
+#endif
+    } else {
+        return mod__value_own(out, src);
+    }
+    if (s != MOD_OK) mod_value_release(out);
+    return s;
+}
+
 /* Copies a value into a typed field (the field owns what it holds). Inputs
    reach the block as copies (the original deep-copies them), so a block can
    never change what the user passed. */
@@ -3949,9 +3989,8 @@ static mod_status mod__field_load(mod_block_state *bs, const mod__row *r, const 
         break;
 #endif
     default:
-        (void)clone;
-        if (mod__value_own((mod_value *)field, v) != MOD_OK)
-            return mod__call_fail(bs->call, bs->leaf, MOD_ERR_MEMORY, "out of memory");
+        if ((clone ? mod__value_copy((mod_value *)field, v) : mod__value_own((mod_value *)field, v)) != MOD_OK)
+            return mod__call_fail(bs->call, bs->leaf, MOD_ERR_MEMORY, "%s", mod__error_buf);
         break;
     }
     return MOD_OK;
@@ -4062,7 +4101,7 @@ static mod_status mod__gather(mod_block_state *bs) {
             /* the common case: a scalar that is there, of the right kind */
             const mod__param *p = r->p;
             const mod_value *src = r->src == MOD__SRC_INTER ? inter + r->slot : r->src == MOD__SRC_IN ? in + r->slot : NULL;
-            if (!src && p->dflt.kind == MOD_ABSENT && !(p->flags & MOD_PARAM_REQUIRED)) {
+            if (r->src == MOD__SRC_NONE && p->dflt.kind == MOD_ABSENT && !(p->flags & MOD_PARAM_REQUIRED)) {
                 presence[i] = 0; /* an output: starts empty */
                 continue;
             }
@@ -4306,8 +4345,8 @@ static mod_status mod__run_leaf(mod__call *c, const mod__leaf *L, mod_state *sco
             mod__call_fail(c, L, s, "block returned %s without a message", mod_status_name(s));
         if (s == MOD_OK) s = mod__scatter(&bs);
     }
-    mod__release_rows(&bs);
-    mod__extras_free(&bs);
+    if (!b->def || L->owns) mod__release_rows(&bs); /* scalar fields hold nothing to release */
+    if (bs.xcap) mod__extras_free(&bs);
     return s;
 }
 
@@ -4348,23 +4387,12 @@ static mod_status mod__run_loop(mod__call *c, const mod__loop *lp, mod_state *pa
             break;
         }
         if (v->kind == MOD_ABSENT || local->inter[x->local].kind != MOD_ABSENT) continue;
-#ifdef MODULAR_TENSOR_H
-        if (v->kind == MOD_TENSOR && x->from == MOD_PARAM_INPUT && !parent->shared) {
-            mt_tensor copy = {MT_F32, 0, {0}, {0}, NULL, NULL};
-            if (mt_clone(&copy, (const mt_tensor *)v->p) != MT_OK) {
-                s = mod__call_fail(c, W, MOD_ERR_TENSOR, "copying input '%s': %s", x->p->name, mt_last_error());
-                break;
-            }
-            {
-                mod_value tv = mod_tensor(&copy);
-                s = mod__value_own(&owned, &tv);
-            }
-            mt_release(&copy);
-        } else
-#endif
+        if (x->from == MOD_PARAM_INPUT && !parent->shared)
+            s = mod__value_copy(&owned, v);
+        else
             s = mod__value_own(&owned, v);
         if (s != MOD_OK) {
-            s = mod__call_fail(c, W, MOD_ERR_MEMORY, "out of memory");
+            s = mod__call_fail(c, W, s, "copying input '%s': %s", x->p->name, mod__error_buf);
             break;
         }
         mod__state_put(local, 1, x->local, &owned,
@@ -4581,8 +4609,8 @@ static void mod__list_names(mod__sb *sb, const mod__param *const *ps, int n) {
     if (!n) mod__sb_puts(sb, "(none)");
 }
 
-static mod_status mod__set_named(mod__plan *pl, const mod__param **ps, int n, mod_value *vals, const char *what,
-                                 const char *name, mod_value v) {
+static mod_status mod__set_named(const mod__param **ps, int n, mod_value *vals, const char *what, const char *name,
+                                 mod_value v) {
     int i = name ? mod__find_param(ps, n, name) : -1;
     if (i < 0) {
         mod__sb sb = {NULL, 0, 0, 0};
@@ -4591,7 +4619,6 @@ static mod_status mod__set_named(mod__plan *pl, const mod__param **ps, int n, mo
         MOD_FREE(sb.buf);
         return MOD_ERR_UNKNOWN;
     }
-    (void)pl;
     if (mod_value_is_set(&v) && !mod__field_accepts(ps[i]->type, v.kind))
         return mod__fail(MOD_ERR_KIND, "%s '%s' must be %s, got %s", what, name, mod__field_type_name(ps[i]->type),
                          mod__kind_name(v.kind));
@@ -4604,12 +4631,12 @@ static mod_status mod__set_named(mod__plan *pl, const mod__param **ps, int n, mo
 
 MODDEF mod_status mod_pipeline_set_component(mod_pipeline *p, const char *name, mod_value v) {
     if (!p) return mod__fail(MOD_ERR_ARGUMENT, "mod_pipeline_set_component: pipeline is NULL");
-    return mod__set_named(p->plan, p->plan->comps, p->plan->ncomps, p->components, "component", name, v);
+    return mod__set_named(p->plan->comps, p->plan->ncomps, p->components, "component", name, v);
 }
 
 MODDEF mod_status mod_pipeline_set_config(mod_pipeline *p, const char *name, mod_value v) {
     if (!p) return mod__fail(MOD_ERR_ARGUMENT, "mod_pipeline_set_config: pipeline is NULL");
-    return mod__set_named(p->plan, p->plan->confs, p->plan->nconfs, p->configs, "config", name, v);
+    return mod__set_named(p->plan->confs, p->plan->nconfs, p->configs, "config", name, v);
 }
 
 MODDEF const mod_value *mod_pipeline_component(const mod_pipeline *p, const char *name) {
