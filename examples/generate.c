@@ -54,10 +54,12 @@ typedef struct options {
     int has_guidance, has_strength, has_width, has_height, progress;
 } options;
 
+static const char usage_hint[] = "Try 'generate --help' for the options.\n";
+
 static int usage_error(const char *fmt, const char *arg) {
     fprintf(stderr, "generate: ");
     fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\nTry 'generate --help' for the options.\n");
+    fprintf(stderr, "\n%s", usage_hint);
     return 2;
 }
 
@@ -67,7 +69,7 @@ static int parse_long(const char *opt, const char *text, long lo, long hi, long 
     errno = 0;
     v = strtol(text, &end, 10);
     if (errno || !end || *end || end == text || v < lo || v > hi) {
-        fprintf(stderr, "generate: %s takes an integer in [%ld, %ld], got '%s'\n", opt, lo, hi, text);
+        fprintf(stderr, "generate: %s takes an integer in [%ld, %ld], got '%s'\n%s", opt, lo, hi, text, usage_hint);
         return 0;
     }
     *out = v;
@@ -78,7 +80,7 @@ static int parse_double(const char *opt, const char *text, double *out) {
     char *end = NULL;
     double v = strtod(text, &end);
     if (!end || *end || end == text || v != v) {
-        fprintf(stderr, "generate: %s takes a number, got '%s'\n", opt, text);
+        fprintf(stderr, "generate: %s takes a number, got '%s'\n%s", opt, text, usage_hint);
         return 0;
     }
     *out = v;
