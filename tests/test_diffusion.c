@@ -529,6 +529,54 @@ static void test_structure(void) {
     mod_block_free(blocks);
 }
 
+/* The blocks outside DFAutoBlocks: a plain text-to-image sequence composed
+   by hand gives the auto pipeline's image bit for bit, and one block runs
+   on its own with mod_block_run (its components created from their specs). */
+static void test_blocks_reused(void) {
+    mod_block *seq = NULL, *loop = NULL, *te = NULL;
+    mod_pipeline *p = NULL;
+    mod_state *st = NULL;
+    mt_tensor want = {0}, got = {0};
+    mod_entry e[7];
+    mod_sequential_desc d;
+    mod_arg args[] = {{"prompt", mod_str("a cyan diamond")}, {"num_inference_steps", mod_int(steps_quick)},
+                      {"generator", mod_int(12)}, {"progress_bar", mod_bool(0)}, {NULL, {0}}};
+    const mt_tensor *emb;
+    memset(e, 0, sizeof e);
+    memset(&d, 0, sizeof d);
+    df_denoise_step_new(&loop, 0);
+    e[0].name = "text_encoder";
+    e[0].def = &DFTextEncoderStep_def;
+    e[1].name = "input";
+    e[1].def = &DFInputStep_def;
+    e[2].name = "set_timesteps";
+    e[2].def = &DFSetTimestepsStep_def;
+    e[3].name = "prepare_latents";
+    e[3].def = &DFPrepareLatentsStep_def;
+    e[4].name = "denoise";
+    e[4].block = loop;
+    e[5].name = "decode";
+    e[5].def = &DFDecodeStep_def;
+    d.class_name = "MyText2Image";
+    d.blocks = e;
+    CHECK_OK(mod_sequential_new(&seq, &d) || mod_pipeline_new(&p, seq), "a text-to-image sequence composed by hand");
+    CHECK_OK(generate(p, args, &got), "it runs");
+    CHECK_OK(generate(pipe_default, args, &want), "the auto pipeline, same arguments");
+    CHECK(bit_equal(&got, &want), "the hand-composed sequence gives the auto pipeline's image bit for bit");
+    CHECK_OK(mod_block_new(&te, &DFTextEncoderStep_def) ||
+                 mod_block_run(te, (const mod_arg[]){{"prompt", mod_str("a cyan diamond on the left")}, {NULL, {0}}}, &st),
+             "mod_block_run of the text encoder step alone");
+    emb = st ? mod_value_tensor(mod_state_intermediate(st, "prompt_embeds")) : NULL;
+    CHECK(emb && emb->ndim == 3 && emb->shape[0] == 1, "it makes prompt_embeds [1, seq_len, dim]");
+    mod_state_free(st);
+    mt_release(&want);
+    mt_release(&got);
+    mod_pipeline_free(p);
+    mod_block_free(seq);
+    mod_block_free(loop);
+    mod_block_free(te);
+}
+
 /* ------------------------------------------------------------------------
    Images judged against the set
    ------------------------------------------------------------------------ */
@@ -1174,6 +1222,7 @@ int main(void) {
     test_structure();
     CHECK_OK(df_pipeline_new(&pipe_default), "the default pipeline (embedded model) is made by mod_pipeline_new alone");
     if (!pipe_default) return test_finish();
+    test_blocks_reused();
     test_prompts_judged();
     test_threads_bitwise();
     test_concurrent_calls();
