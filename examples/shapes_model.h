@@ -604,39 +604,82 @@ SHAPESDEF mod_status shapes_set_image(int index, int width, int height, mt_tenso
     return s;
 }
 
+/* Nearest set image: the squared error to item i is the error to its flat
+   background everywhere, corrected on the tiles the shape touches, with
+   summed-area tables of the per-pixel error to each flat colour (so only
+   the tiles on the shape's edge are rendered). The error outside the
+   item's bounding box is a lower bound of the whole: items are visited by
+   increasing bound and the search stops when the bound passes the best
+   error found, which leaves the answer as an exhaustive search gives it. */
 typedef struct shapes__nearest_ctx {
     const float *img;
     int width, height;
-    double *mse; /* [count]; -1 when the scratch image could not be allocated */
+    const double *sat; /* [NB + NC][(H + 1) (W + 1)]: backgrounds, then colours */
 } shapes__nearest_ctx;
 
-static void shapes__nearest_range(void *vctx, int64_t begin, int64_t end) {
-    shapes__nearest_ctx *c = (shapes__nearest_ctx *)vctx;
-    int64_t n = (int64_t)3 * c->width * c->height, i, j;
-    float *buf = (float *)SHAPES_MALLOC((size_t)n * sizeof(float));
-    for (i = begin; i < end; i++) {
-        shapes__geom g;
-        double acc = 0;
-        if (!buf) {
-            c->mse[i] = -1;
-            continue;
+static double shapes__sat_rect(const double *sat, int W, int x0, int y0, int x1, int y1) {
+    int64_t W1 = W + 1;
+    return sat[(int64_t)y1 * W1 + x1] - sat[(int64_t)y0 * W1 + x1] - sat[(int64_t)y1 * W1 + x0] +
+           sat[(int64_t)y0 * W1 + x0];
+}
+
+/* squared error to item i (full = 1) or its lower bound (full = 0) */
+static double shapes__nearest_sse(const shapes__nearest_ctx *c, int i, int full) {
+    int W = c->width, H = c->height;
+    int64_t plane = (int64_t)W * H, S1 = (int64_t)(W + 1) * (H + 1);
+    shapes__geom g;
+    int v[SHAPES_ATTR_COUNT], tx, ty;
+    const double *sb, *sc;
+    double sse;
+    shapes__decode(i, v);
+    shapes__geom_init(&g, i, W, H);
+    sb = c->sat + v[SHAPES_BACKGROUND] * S1;
+    sc = c->sat + (SHAPES__NB + v[SHAPES_COLOR]) * S1;
+    sse = sb[S1 - 1];
+    if (!full) return sse - shapes__sat_rect(sb, W, g.x0, g.y0, g.x1 > g.x0 ? g.x1 : g.x0, g.y1 > g.y0 ? g.y1 : g.y0);
+    for (ty = g.y0 / 4; ty * 4 < g.y1; ty++)
+        for (tx = g.x0 / 4; tx * 4 < g.x1; tx++) {
+            int kind = shapes__tile_kind(&g, tx, ty), x0 = tx * 4, y0 = ty * 4;
+            int x1 = x0 + 4 < W ? x0 + 4 : W, y1 = y0 + 4 < H ? y0 + 4 : H, x, y, k;
+            if (kind == 0) continue;
+            sse -= shapes__sat_rect(sb, W, x0, y0, x1, y1);
+            if (kind == 1) {
+                sse += shapes__sat_rect(sc, W, x0, y0, x1, y1);
+                continue;
+            }
+            for (y = y0; y < y1; y++)
+                for (x = x0; x < x1; x++) {
+                    float rgb[3];
+                    shapes__pixel(&g, x, y, rgb);
+                    for (k = 0; k < 3; k++) {
+                        double d = (double)c->img[k * plane + (int64_t)y * W + x] - (double)rgb[k];
+                        sse += d * d;
+                    }
+                }
         }
-        shapes__geom_init(&g, (int)i, c->width, c->height);
-        shapes__render(&g, c->width, c->height, buf);
-        for (j = 0; j < n; j++) {
-            double d = (double)c->img[j] - (double)buf[j];
-            acc += d * d;
-        }
-        c->mse[i] = acc / (double)n;
-    }
-    SHAPES_FREE(buf);
+    return sse;
+}
+
+typedef struct shapes__bound {
+    double lb;
+    int index;
+} shapes__bound;
+
+static int shapes__bound_cmp(const void *a, const void *b) {
+    const shapes__bound *x = (const shapes__bound *)a, *y = (const shapes__bound *)b;
+    if (x->lb != y->lb) return x->lb < y->lb ? -1 : 1;
+    return x->index - y->index;
 }
 
 SHAPESDEF mod_status shapes_set_nearest(const mt_tensor *image, int *index, double *mse) {
     mt_tensor img;
     shapes__nearest_ctx ctx;
-    double *all;
-    int i, best = 0, H, W;
+    double *all, *sat;
+    const float *px;
+    shapes__bound *order;
+    int i, best = -1, H, W, f, x, y;
+    int64_t S1, plane;
+    double best_sse = HUGE_VAL;
     mod_status s;
     memset(&img, 0, sizeof img);
     if (!index) return mod_fail(NULL, MOD_ERR_ARGUMENT, "shapes_set_nearest: index is NULL");
@@ -645,34 +688,67 @@ SHAPESDEF mod_status shapes_set_nearest(const mt_tensor *image, int *index, doub
           (image->ndim == 4 && image->shape[0] == 1 && image->shape[1] == 3))) {
         char b[64];
         mt_shape_string(image, b, sizeof b);
-        return mod_fail(NULL, MOD_ERR_ARGUMENT, "shapes_set_nearest: image has shape %s, expected [3, H, W] or [1, 3, H, W]",
-                        b);
+        return mod_fail(NULL, MOD_ERR_ARGUMENT,
+                        "shapes_set_nearest: image has shape %s, expected [3, H, W] or [1, 3, H, W]", b);
     }
     H = (int)image->shape[image->ndim - 2];
     W = (int)image->shape[image->ndim - 1];
     if (W < 8 || H < 8 || W > 16384 || H > 16384)
         return mod_fail(NULL, MOD_ERR_ARGUMENT, "shapes_set_nearest: size %dx%d outside [8, 16384]", W, H);
     if ((s = shapes__input(image, &img, "shapes_set_nearest", "image")) != MOD_OK) return s;
-    all = (double *)SHAPES_MALLOC(SHAPES__COUNT * sizeof(double));
+    S1 = (int64_t)(W + 1) * (H + 1);
+    plane = (int64_t)W * H;
+    all = (double *)SHAPES_MALLOC(((size_t)0 + (size_t)(SHAPES__NB + SHAPES__NC) * S1) * sizeof(double) +
+                                  SHAPES__COUNT * sizeof(shapes__bound));
     if (!all) {
         mt_release(&img);
-        return mod_fail(NULL, MOD_ERR_MEMORY, "shapes_set_nearest: out of memory");
+        return mod_fail(NULL, MOD_ERR_MEMORY, "shapes_set_nearest: out of memory for a %dx%d image", W, H);
     }
-    ctx.img = mt_f32(&img);
+    sat = all;
+    px = mt_f32(&img);
+    for (f = 0; f < SHAPES__NB + SHAPES__NC; f++) {
+        const unsigned char *rgb = f < SHAPES__NB ? shapes__background_rgb[f] : shapes__color_rgb[f - SHAPES__NB];
+        double *t = sat + f * S1, c[3];
+        int k;
+        for (k = 0; k < 3; k++) c[k] = (double)shapes__unit(rgb[k]);
+        for (x = 0; x <= W; x++) t[x] = 0;
+        for (y = 0; y < H; y++) {
+            double row = 0;
+            t[(int64_t)(y + 1) * (W + 1)] = 0;
+            for (x = 0; x < W; x++) {
+                double e = 0;
+                for (k = 0; k < 3; k++) {
+                    double d = (double)px[k * plane + (int64_t)y * W + x] - c[k];
+                    e += d * d;
+                }
+                row += e;
+                t[(int64_t)(y + 1) * (W + 1) + x + 1] = t[(int64_t)y * (W + 1) + x + 1] + row;
+            }
+        }
+    }
+    ctx.img = px;
     ctx.width = W;
     ctx.height = H;
-    ctx.mse = all;
-    mt_parallel_for(SHAPES__COUNT, 16, shapes__nearest_range, &ctx);
+    ctx.sat = sat;
+    order = (shapes__bound *)(sat + (SHAPES__NB + SHAPES__NC) * S1);
     for (i = 0; i < SHAPES__COUNT; i++) {
-        if (all[i] < 0) {
-            SHAPES_FREE(all);
-            mt_release(&img);
-            return mod_fail(NULL, MOD_ERR_MEMORY, "shapes_set_nearest: out of memory for a %dx%d image", W, H);
+        order[i].lb = shapes__nearest_sse(&ctx, i, 0);
+        order[i].index = i;
+    }
+    qsort(order, SHAPES__COUNT, sizeof *order, shapes__bound_cmp);
+    for (i = 0; i < SHAPES__COUNT; i++) {
+        double e;
+        /* the margin covers rounding in the table differences (errors are
+           at most 4 per value) */
+        if (order[i].lb > best_sse + 1e-10 * 12.0 * (double)plane) break;
+        e = shapes__nearest_sse(&ctx, order[i].index, 1);
+        if (e < best_sse || (e == best_sse && order[i].index < best)) {
+            best_sse = e;
+            best = order[i].index;
         }
-        if (all[i] < all[best]) best = i;
     }
     *index = best;
-    if (mse) *mse = all[best];
+    if (mse) *mse = (best_sse > 0 ? best_sse : 0) / (3.0 * (double)plane);
     SHAPES_FREE(all);
     mt_release(&img);
     return MOD_OK;
@@ -935,12 +1011,19 @@ typedef struct shapes_model {
 
 /* z = W p + b, float, fixed order; p is [c][dy][dx] */
 static void shapes__encode_patch(const shapes_model *m, const float *p, float *z) {
-    int k, j;
-    for (k = 0; k < SHAPES_LATENT_CHANNELS; k++) {
-        float acc = 0.0f;
-        for (j = 0; j < SHAPES__P; j++) acc += m->enc_w[k][j] * p[j];
-        z[k] = acc + m->enc_b[k];
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+    int j;
+    for (j = 0; j < SHAPES__P; j++) { /* each sum in the order j = 0..47 */
+        float pj = p[j];
+        a0 += m->enc_w[0][j] * pj;
+        a1 += m->enc_w[1][j] * pj;
+        a2 += m->enc_w[2][j] * pj;
+        a3 += m->enc_w[3][j] * pj;
     }
+    z[0] = a0 + m->enc_b[0];
+    z[1] = a1 + m->enc_b[1];
+    z[2] = a2 + m->enc_b[2];
+    z[3] = a3 + m->enc_b[3];
 }
 
 /* the 48 values of the 4x4 patch at latent (ty, tx) of an image [3][H][W] */
