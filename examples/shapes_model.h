@@ -2030,7 +2030,7 @@ static mod_status shapes__unet_run(const shapes__unet *u, const mt_tensor *sampl
     mt_tensor xs, es, tmp;
     shapes__post c;
     const shapes__res *r = NULL;
-    double abar, *buf = NULL;
+    double abar = 0, *buf = NULL;
     int64_t B, h, w, L, b, plane;
     mod_status s;
     memset(&xs, 0, sizeof xs);
