@@ -87,9 +87,16 @@
        w_i ~ prior_i * exp(-|x_t - sqrt(abar) z_i|^2 / (2 (1 - abar))),
    x0_hat = sum_i w_i z_i, and returns eps = (x_t - sqrt(abar) x0_hat) /
    sqrt(1 - abar) or v = sqrt(abar) eps - sqrt(1 - abar) x0_hat. The prior
-   is softmax(caption_strength * matches_i), matches_i counting the prompt
-   tokens that name a value item i has (the unconditional embedding gives a
-   uniform prior). abar comes from the training schedule of its config
+   is softmax(lambda * matches_i), matches_i counting the prompt tokens that
+   name a value item i has (the unconditional embedding gives a uniform
+   prior), lambda = caption_strength * (latent values / 1024): the evidence
+   of the noisy latent grows with the image size, and so does the caption's,
+   so a prompt acts alike at every size. (With Stable Diffusion's schedule
+   pure noise still carries some signal at the first step, and it looks
+   like a mid-gray image: without that scaling, 256x256 samples would take
+   a gray background whatever the prompt, the bias of the real model that
+   zero-terminal-SNR schedules remove.) Set latents exceed [-1, 1]: run
+   DDIM with clip_sample off, as Stable Diffusion's scheduler config does. abar comes from the training schedule of its config
    (integer timestep t: alphas_cumprod[t]; fractional t: log-sigma
    interpolation between the neighbouring timesteps, the inverse of
    diffusers' _sigma_to_t). The set's latents are computed once per latent
@@ -109,7 +116,10 @@
                      beta_start=0.00085         | match the scheduler's
                      beta_end=0.012             | (these are Stable
                      beta_schedule=scaled_linear/  Diffusion's)
-                     caption_strength=8        log-prior per matched word, >= 0
+                     caption_strength=12       log-prior per matched word for
+                                               1024 latent values (a 64x64
+                                               image), in proportion for other
+                                               sizes; >= 0
 
    THREADS AND STATE
 
@@ -1977,6 +1987,9 @@ static mod_status shapes__posterior(const shapes__unet *u, shapes__post *c, cons
     int h = r->h, w = r->w, i, k, f, y, x, nact = 0;
     int64_t W1 = w + 1, plane = (int64_t)h * w;
     double pooled[SHAPES__FEATURES], vv = 1 - abar, mx = -HUGE_VAL, total = 0;
+    /* the caption's weight grows with the latent size as the image evidence
+       does (caption_strength is per 1024 latent values, a 64x64 image) */
+    double lambda = u->caption_strength * (4.0 * h * w) / 1024.0;
     /* per-row prefix sums of |x - s f|^2 for the flat latents */
     for (f = 0; f < SHAPES__NF; f++) {
         const float *fl = f < SHAPES__NB ? c->m->bg_latent[f] : c->m->color_latent[f - SHAPES__NB];
@@ -2004,7 +2017,7 @@ static mod_status shapes__posterior(const shapes__unet *u, shapes__post *c, cons
         double score = 0;
         shapes__decode(i, v);
         for (a = 0; a < SHAPES_ATTR_COUNT; a++) score += pooled[shapes__attr_offsets[a] + v[a]];
-        c->weight[i] = u->caption_strength * score - c->dist[i] / (2 * vv);
+        c->weight[i] = lambda * score - c->dist[i] / (2 * vv);
         if (!(c->weight[i] > -HUGE_VAL && c->weight[i] < HUGE_VAL))
             return mod_fail(NULL, MOD_ERR_ARGUMENT, "%s: the sample or the embeddings hold NaN or infinity", who);
         if (c->weight[i] > mx) mx = c->weight[i];
@@ -2160,7 +2173,7 @@ SHAPESDEF mod_status shapes_unet_create(const char *config, mod_value *out) {
     const char *p = config ? config : "";
     char key[64], val[64], schedule[64] = "scaled_linear";
     int v_pred = 0, N = 1000, r, j;
-    double beta_start = 0.00085, beta_end = 0.012, strength = 8;
+    double beta_start = 0.00085, beta_end = 0.012, strength = 12;
     mt_scheduler_config cfg;
     mt_scheduler sch;
     shapes__unet *u;

@@ -164,7 +164,7 @@ int main(int argc, char **argv) {
             memcpy(lat + i * d, mt_f32(&z), (size_t)d * sizeof(float));
             shapes_set_item(i, &it);
             prior[i] = 0;
-            prior[n + i] = 8.0 * ((it.value[SHAPES_COLOR] == 0) + (it.value[SHAPES_SHAPE] == 0));
+            prior[n + i] = 12.0 * (double)d / 1024 * ((it.value[SHAPES_COLOR] == 0) + (it.value[SHAPES_SHAPE] == 0));
             mt_release(&img);
             mt_release(&z);
         }
