@@ -38,7 +38,7 @@ static int find_item(int shape, int color, int size, int position, int backgroun
 }
 
 static int attr(int index, shapes_attr a) {
-    shapes_item it;
+    shapes_item it = {{0}};
     if (shapes_set_item(index, &it) != MOD_OK) return -1;
     return it.value[a];
 }
