@@ -49,7 +49,7 @@ define ensure_packages
 	fi
 endef
 
-.PHONY: all run test sanitize valgrind bench clean deps-build deps-test deps-valgrind deps-bench examples tests
+.PHONY: all run test sanitize valgrind bench benches clean deps-build deps-test deps-valgrind deps-bench examples tests
 
 all: deps-build
 	@$(MAKE) --no-print-directory examples tests
@@ -122,6 +122,10 @@ run-tests:
 bench: deps-bench
 	@$(MAKE) --no-print-directory $(BENCHES)
 	@for b in $(BENCHES); do echo "== $$b"; ./$$b || exit 1; done
+
+# builds the benchmarks without running them (CI: -O3 warnings)
+benches: deps-bench
+	@$(MAKE) --no-print-directory $(BENCHES)
 
 $(BUILD)/%: tests/bench/%.c $(HEADERS) | $(BUILD)
 	$(CC) $(CFLAGS_ALL) -O3 -o $@ $< $(LDLIBS) $(BENCH_LIBS)
