@@ -3,7 +3,7 @@
    (shapes_model.h) as its components, prints its block tree and its doc,
    then generates into out/:
 
-       text-to-image   three prompts                      out/t2i_<n>.png
+       text-to-image   three prompts, 128x128             out/t2i_<n>.png
        image-to-image  the first made a ring, strength 0.6 out/i2i.png
        inpainting      the second, its centre repainted   out/inpaint.png
                                                           (mask: out/inpaint_mask.png)
@@ -24,7 +24,7 @@
 #include "df_blocks.h"
 
 #define STEPS 30
-#define SIZE 64
+#define SIZE 128
 
 static void print_text(const char *title, char *text) {
     printf("==== %s\n%s\n", title, text ? text : mod_last_error());

@@ -22,12 +22,6 @@
 
    Run by `make bench`; `bench_diffusion [reps]`. */
 #define _POSIX_C_SOURCE 200809L
-#if defined(__GNUC__) && !defined(__clang__)
-/* gcc -O3 (benches build at -O3 -Werror) sees uninitialised variables on
-   paths that return before using them: `idx` in mt_scheduler_add_noise,
-   `abar` in shapes_model.h */
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 #define MODULAR_TENSOR_IMPLEMENTATION
 #include "modular_tensor.h"
 #define MODULAR_IMPLEMENTATION
