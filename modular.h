@@ -3092,6 +3092,9 @@ typedef struct mod__row {
     unsigned char src;  /* where the row reads from: MOD__SRC_* */
     unsigned char fast; /* a value of this kind loads with one store (0: none) */
     unsigned char wb;   /* how it is written back: MOD__WB_* */
+    unsigned char empty_start; /* an output with no default: starts empty, reads nothing */
+    unsigned char is_output;
+    size_t offset;      /* of the typed field */
 } mod__row;
 
 enum { MOD__SRC_NONE = 0, MOD__SRC_IN, MOD__SRC_INTER, MOD__SRC_COMPONENT, MOD__SRC_CONFIG };
@@ -3376,6 +3379,10 @@ static mod_status mod__compile_leaf(mod__plan *pl, const mod_block *b, const cha
             r->src = MOD__SRC_INTER;
         else if (p->flags & MOD_PARAM_INPUT)
             r->src = MOD__SRC_IN;
+        r->offset = p->offset;
+        r->is_output = (p->flags & MOD_PARAM_OUTPUT) != 0;
+        r->empty_start = r->src == MOD__SRC_NONE && p->dflt.kind == MOD_ABSENT && !(p->flags & MOD_PARAM_REQUIRED) &&
+                         !MOD__IS_COLLECTOR(p);
         r->fast = (unsigned char)(p->type == MOD_FIELD_INT ? MOD_INT : p->type == MOD_FIELD_FLOAT ? MOD_FLOAT
                                   : p->type == MOD_FIELD_BOOL ? MOD_BOOL : 0);
         if (p->flags & (MOD_PARAM_COMPONENT | MOD_PARAM_CONFIG))
@@ -4156,14 +4163,13 @@ static mod_status mod__gather(mod_block_state *bs) {
         mod_status s;
         if (typed && r->fast) {
             /* the common case: a scalar that is there, of the right kind */
-            const mod__param *p = r->p;
             const mod_value *src = r->src == MOD__SRC_INTER ? inter + r->slot : r->src == MOD__SRC_IN ? in + r->slot : NULL;
-            if (r->src == MOD__SRC_NONE && p->dflt.kind == MOD_ABSENT && !(p->flags & MOD_PARAM_REQUIRED)) {
+            if (r->empty_start) {
                 presence[i] = 0; /* an output: starts empty */
                 continue;
             }
             if (src && src->kind == (mod_kind)r->fast) {
-                unsigned char *field = typed + p->offset;
+                unsigned char *field = typed + r->offset;
                 if (r->fast == MOD_FLOAT)
                     memcpy(field, &src->f, sizeof(double));
                 else if (r->fast == MOD_INT)
@@ -4291,54 +4297,76 @@ static mod_status mod__scatter_value(mod_block_state *bs, int i) {
     return mod__write(bs, r->slot, &v, r->group);
 }
 
+/* One row, every case. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static mod_status mod__scatter_row(mod_block_state *bs, int i) {
+    const mod__row *r = &bs->leaf->rows[i];
+    const mod__param *p = r->p;
+    int generic = mod__generic(bs), changed, none = 0;
+    unsigned char *field = generic ? NULL : bs->typed + p->offset;
+    mod_value v;
+    if (r->wb == MOD__WB_SKIP) return MOD_OK;
+    if (r->wb == MOD__WB_COLLECT)
+        return mod__scatter_collector(bs, r, generic ? &bs->vals[i] : (const mod_value *)field);
+    changed = generic ? !mod__value_same(&bs->vals[i], &bs->snap[i])
+                      : mod__field_changed(p->type, field, bs->snapshot + p->offset);
+    if (bs->presence[i] == 3) {
+        none = 1;
+    } else if (!changed) {
+        /* in a loop's shared state everything is CHANGED; a typed scalar
+           output that was absent is new even when it equals the zeroed
+           field it started from (n = 0 on the first iteration) */
+        if (r->wb == MOD__WB_CHANGED && !(!generic && r->fast && bs->presence[i] == 0 && r->is_output)) return MOD_OK;
+        if (r->wb == MOD__WB_MODIFIED && bs->presence[i] == 2) return MOD_OK; /* already in place */
+        if ((r->wb == MOD__WB_MODIFIED || r->wb == MOD__WB_INOUT) && bs->presence[i] < 2)
+            none = 1; /* the block left it without a value */
+    }
+    if (none) {
+        v = mod_none();
+        return mod__write(bs, r->slot, &v, r->group);
+    }
+    if (!generic && r->fast) {
+        if (r->fast == MOD_FLOAT)
+            mod__put_scalar(bs->scope, r->slot, MOD_FLOAT, 0, *(const double *)field, r->group);
+        else if (r->fast == MOD_INT)
+            mod__put_scalar(bs->scope, r->slot, MOD_INT, *(const int64_t *)field, 0.0, r->group);
+        else
+            mod__put_scalar(bs->scope, r->slot, MOD_BOOL, *(const int *)field ? 1 : 0, 0.0, r->group);
+        return MOD_OK;
+    }
+    return mod__scatter_value(bs, i);
+}
+
+/* The write-back loop: ints and floats in place take a short path, every
+   other row goes through mod__scatter_row. */
 static mod_status mod__scatter(mod_block_state *bs) {
     const mod__leaf *L = bs->leaf;
-    int generic = mod__generic(bs), i;
-    for (i = 0; i < L->nrows; i++) {
-        const mod__row *r = &L->rows[i];
-        const mod__param *p;
-        unsigned char *field;
-        int changed, none = 0;
-        mod_value v;
+    const mod__row *rows = L->rows;
+    const unsigned char *typed = bs->typed, *snapshot = bs->snapshot, *presence = bs->presence;
+    mod_value *inter = bs->scope->inter;
+    int i, n = L->nrows;
+    for (i = 0; i < n; i++) {
+        const mod__row *r = &rows[i];
         mod_status s;
         if (r->wb == MOD__WB_SKIP) continue;
-        p = r->p;
-        field = generic ? NULL : bs->typed + p->offset;
-        if (r->wb == MOD__WB_COLLECT) {
-            s = mod__scatter_collector(bs, r, generic ? &bs->vals[i] : (const mod_value *)field);
-            if (s != MOD_OK) return s;
-            continue;
-        }
-        changed = generic ? !mod__value_same(&bs->vals[i], &bs->snap[i])
-                          : mod__field_changed(p->type, field, bs->snapshot + p->offset);
-        if (bs->presence[i] == 3) {
-            none = 1;
-        } else if (!changed) {
-            /* in a loop's shared state everything is CHANGED; a typed scalar
-               output that was absent is new even when it equals the zeroed
-               field it started from (n = 0 on the first iteration) */
-            if (r->wb == MOD__WB_CHANGED && !(!generic && r->fast && bs->presence[i] == 0 && (p->flags & MOD_PARAM_OUTPUT)))
+        if (typed && (r->fast == MOD_INT || r->fast == MOD_FLOAT) &&
+            (presence[i] == 2 || (presence[i] == 0 && r->wb == MOD__WB_OUTPUT))) {
+            int64_t now, before;
+            mod_value *dst = inter + r->slot;
+            memcpy(&now, typed + r->offset, sizeof now);
+            memcpy(&before, snapshot + r->offset, sizeof before);
+            if (now == before && (r->wb == MOD__WB_CHANGED || r->wb == MOD__WB_MODIFIED)) continue;
+            if (dst->kind == (mod_kind)r->fast && !dst->box && !r->group) {
+                if (r->fast == MOD_INT)
+                    dst->i = now;
+                else
+                    memcpy(&dst->f, &now, sizeof dst->f);
                 continue;
-            if (r->wb == MOD__WB_MODIFIED && bs->presence[i] == 2) continue; /* already in place */
-            if ((r->wb == MOD__WB_MODIFIED || r->wb == MOD__WB_INOUT) && bs->presence[i] < 2)
-                none = 1; /* the block left it without a value */
+            }
         }
-        if (none) {
-            v = mod_none();
-        } else if (!generic && r->fast) {
-            if (r->fast == MOD_FLOAT)
-                mod__put_scalar(bs->scope, r->slot, MOD_FLOAT, 0, *(const double *)field, r->group);
-            else if (r->fast == MOD_INT)
-                mod__put_scalar(bs->scope, r->slot, MOD_INT, *(const int64_t *)field, 0.0, r->group);
-            else
-                mod__put_scalar(bs->scope, r->slot, MOD_BOOL, *(const int *)field ? 1 : 0, 0.0, r->group);
-            continue;
-        } else {
-            s = mod__scatter_value(bs, i);
-            if (s != MOD_OK) return s;
-            continue;
-        }
-        s = mod__write(bs, r->slot, &v, r->group);
+        s = mod__scatter_row(bs, i);
         if (s != MOD_OK) return s;
     }
     return MOD_OK;
