@@ -4153,21 +4153,27 @@ static mod_status mod__gather_row(mod_block_state *bs, int i) {
 
 static mod_status mod__gather(mod_block_state *bs) {
     const mod__leaf *L = bs->leaf;
-    const mod_value *in = bs->scope->in, *inter = bs->scope->inter;
     const mod__row *rows = L->rows;
     unsigned char *MOD__RESTRICT typed = bs->typed;
     unsigned char *MOD__RESTRICT presence = bs->presence;
+    const mod_value *base[5];
     int i, n = L->nrows;
+    base[MOD__SRC_NONE] = NULL;
+    base[MOD__SRC_IN] = bs->scope->in;
+    base[MOD__SRC_INTER] = bs->scope->inter;
+    base[MOD__SRC_COMPONENT] = bs->call->components;
+    base[MOD__SRC_CONFIG] = bs->call->configs;
     for (i = 0; i < n; i++) {
         const mod__row *r = &rows[i];
         mod_status s;
         if (typed && r->fast) {
             /* the common case: a scalar that is there, of the right kind */
-            const mod_value *src = r->src == MOD__SRC_INTER ? inter + r->slot : r->src == MOD__SRC_IN ? in + r->slot : NULL;
+            const mod_value *src;
             if (r->empty_start) {
                 presence[i] = 0; /* an output: starts empty */
                 continue;
             }
+            src = r->src && r->slot >= 0 ? base[r->src] + r->slot : NULL;
             if (src && src->kind == (mod_kind)r->fast) {
                 unsigned char *field = typed + r->offset;
                 if (r->fast == MOD_FLOAT)
