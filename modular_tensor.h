@@ -199,8 +199,21 @@ MTDEF void mt_convert(void *dst, mt_dtype dst_dt, const void *src, mt_dtype src_
    SECTION threads: thread pool
    ====================================================================== */
 
-/* Threads used by the heavy kernels: n <= 0 means one per core (the default).
-   Results are identical for every thread count. */
+/* The heavy kernels run on one process-wide pool of worker threads (POSIX
+   threads). It is the library's only mutable global state besides the SIMD
+   choice of the nn section: it starts lazily on the first parallel call,
+   holds mt_get_num_threads() - 1 workers (the calling thread is the last
+   one), and is stopped by mt_threads_shutdown() or at process exit.
+
+   Several user threads may call kernels at the same time: one of them gets
+   the pool for its call, the others run their call on their own thread
+   (serially, same results). A kernel called from inside a parallel region
+   also runs inline. Results never depend on the thread count or on which
+   thread ran what: work is split by output and every reduction has a fixed
+   order. Define MT_NO_THREADS to build without threads (all calls serial). */
+
+/* Threads used by the heavy kernels: n <= 0 means one per online core (the
+   default). Takes effect at the next parallel call. */
 MTDEF void mt_set_num_threads(int n);
 MTDEF int mt_get_num_threads(void);
 /* Runs fn(ctx, begin, end) over disjoint ranges covering [0, n), each at
@@ -208,6 +221,10 @@ MTDEF int mt_get_num_threads(void);
    done. The split never changes what an item computes. */
 typedef void (*mt_parallel_fn)(void *ctx, int64_t begin, int64_t end);
 MTDEF void mt_parallel_for(int64_t n, int64_t grain, mt_parallel_fn fn, void *ctx);
+/* Stops and joins the worker threads and frees the pool (waits for a call in
+   progress). Safe to call at any time, also twice; the next parallel call
+   starts the pool again. Runs automatically at exit (atexit). */
+MTDEF void mt_threads_shutdown(void);
 
 /* ======================================================================
    SECTION random: PyTorch-compatible generator
@@ -1106,14 +1123,205 @@ MTDEF mt_status mt_to_dtype(mt_tensor *out, const mt_tensor *src, mt_dtype dt) {
    IMPLEMENTATION SECTION threads
    ====================================================================== */
 
-/* Serial placeholder until the pool lands: same contract, one thread. */
-static int mt__num_threads = 1;
-MTDEF void mt_set_num_threads(int n) { mt__num_threads = n > 0 ? n : 1; }
-MTDEF int mt_get_num_threads(void) { return mt__num_threads; }
+/* The pool: `mt__pool_run` is held by the one thread that owns the pool for
+   a call (others that find it taken run inline); `mt__pool_mu` guards the
+   job slot, the generation counter and the worker list. A job is split into
+   chunks claimed with an atomic counter, so the caller never waits for a
+   sleeping worker to wake: it runs whatever is left itself, then waits only
+   for the workers that actually joined the job. */
+
+static int mt__threads_wanted;              /* atomic; <= 0 means one per core */
+static MT__THREAD_LOCAL int mt__in_parallel; /* this thread runs a parallel region */
+
+static int mt__cpu_count(void);
+
+MTDEF void mt_set_num_threads(int n) { __atomic_store_n(&mt__threads_wanted, n > 0 ? n : 0, __ATOMIC_RELAXED); }
+
+MTDEF int mt_get_num_threads(void) {
+    int n = __atomic_load_n(&mt__threads_wanted, __ATOMIC_RELAXED);
+    return n > 0 ? n : mt__cpu_count();
+}
+
+/* Runs [0, n) in chunks of `chunk` items, claiming chunk numbers from
+   *next; returns how many chunks this thread ran. */
+static int64_t mt__run_chunks(mt_parallel_fn fn, void *ctx, int64_t n, int64_t chunk, int64_t nchunks, int64_t *next) {
+    int64_t mine = 0;
+    for (;;) {
+        int64_t c = __atomic_fetch_add(next, 1, __ATOMIC_RELAXED);
+        int64_t b, e;
+        if (c >= nchunks) break;
+        b = c * chunk;
+        e = b + chunk < n ? b + chunk : n;
+        fn(ctx, b, e);
+        mine++;
+    }
+    return mine;
+}
+
+#if defined(MT_NO_THREADS) || !(defined(__unix__) || defined(__APPLE__))
+
+static int mt__cpu_count(void) { return 1; }
 MTDEF void mt_parallel_for(int64_t n, int64_t grain, mt_parallel_fn fn, void *ctx) {
     (void)grain;
     if (n > 0) fn(ctx, 0, n);
 }
+MTDEF void mt_threads_shutdown(void) {}
+
+#else
+
+#include <pthread.h>
+#include <unistd.h>
+
+typedef struct mt__pool_job {
+    mt_parallel_fn fn;
+    void *ctx;
+    int64_t n, chunk, nchunks;
+    int64_t next;     /* atomic: next chunk to claim */
+    int64_t done;     /* chunks finished (under mt__pool_mu) */
+    int active;       /* workers inside the job (under mt__pool_mu) */
+} mt__pool_job;
+
+static pthread_mutex_t mt__pool_run = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t mt__pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t mt__pool_wake = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t mt__pool_idle = PTHREAD_COND_INITIALIZER;
+static pthread_t *mt__pool_threads;         /* under mt__pool_run */
+static int mt__pool_nworkers;               /* under mt__pool_run */
+static int mt__pool_atexit_set;             /* under mt__pool_run */
+static int mt__pool_stop;                   /* under mt__pool_mu */
+static unsigned long mt__pool_gen;          /* under mt__pool_mu: job number */
+static mt__pool_job *mt__pool_job_slot;     /* under mt__pool_mu */
+
+static int mt__cpu_count(void) {
+    static int cached;
+    int n = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (n <= 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c < 1 ? 1 : c > 1024 ? 1024 : (int)c;
+        __atomic_store_n(&cached, n, __ATOMIC_RELAXED);
+    }
+    return n;
+}
+
+static void *mt__pool_worker(void *arg) {
+    unsigned long seen = (unsigned long)(uintptr_t)arg;
+    mt__in_parallel = 1;
+    pthread_mutex_lock(&mt__pool_mu);
+    for (;;) {
+        mt__pool_job *job;
+        int64_t mine;
+        while (!mt__pool_stop && (!mt__pool_job_slot || mt__pool_gen == seen))
+            pthread_cond_wait(&mt__pool_wake, &mt__pool_mu);
+        if (mt__pool_stop) break;
+        seen = mt__pool_gen;
+        job = mt__pool_job_slot;
+        job->active++;
+        pthread_mutex_unlock(&mt__pool_mu);
+        mine = mt__run_chunks(job->fn, job->ctx, job->n, job->chunk, job->nchunks, &job->next);
+        pthread_mutex_lock(&mt__pool_mu);
+        job->done += mine;
+        if (--job->active == 0 && job->done == job->nchunks) pthread_cond_signal(&mt__pool_idle);
+    }
+    pthread_mutex_unlock(&mt__pool_mu);
+    return NULL;
+}
+
+/* Stops every worker; the caller holds mt__pool_run. */
+static void mt__pool_stop_workers(void) {
+    int i;
+    if (!mt__pool_nworkers) return;
+    pthread_mutex_lock(&mt__pool_mu);
+    mt__pool_stop = 1;
+    pthread_cond_broadcast(&mt__pool_wake);
+    pthread_mutex_unlock(&mt__pool_mu);
+    for (i = 0; i < mt__pool_nworkers; i++) pthread_join(mt__pool_threads[i], NULL);
+    MT_FREE(mt__pool_threads);
+    mt__pool_threads = NULL;
+    mt__pool_nworkers = 0;
+    pthread_mutex_lock(&mt__pool_mu);
+    mt__pool_stop = 0;
+    pthread_mutex_unlock(&mt__pool_mu);
+}
+
+MTDEF void mt_threads_shutdown(void) {
+    pthread_mutex_lock(&mt__pool_run);
+    mt__pool_stop_workers();
+    pthread_mutex_unlock(&mt__pool_run);
+}
+
+static void mt__pool_atexit(void) { mt_threads_shutdown(); }
+
+/* Makes the pool hold `want` workers (fewer if threads cannot be created);
+   the caller holds mt__pool_run. */
+static void mt__pool_resize(int want) {
+    unsigned long gen;
+    int i;
+    if (want == mt__pool_nworkers) return;
+    mt__pool_stop_workers();
+    if (want <= 0) return;
+    mt__pool_threads = (pthread_t *)MT_MALLOC(sizeof(pthread_t) * (size_t)want);
+    if (!mt__pool_threads) return;
+    if (!mt__pool_atexit_set) mt__pool_atexit_set = atexit(mt__pool_atexit) == 0;
+    pthread_mutex_lock(&mt__pool_mu);
+    gen = mt__pool_gen;
+    pthread_mutex_unlock(&mt__pool_mu);
+    for (i = 0; i < want; i++) {
+        if (pthread_create(&mt__pool_threads[i], NULL, mt__pool_worker, (void *)(uintptr_t)gen) != 0) break;
+        mt__pool_nworkers++;
+    }
+    if (!mt__pool_nworkers) {
+        MT_FREE(mt__pool_threads);
+        mt__pool_threads = NULL;
+    }
+}
+
+MTDEF void mt_parallel_for(int64_t n, int64_t grain, mt_parallel_fn fn, void *ctx) {
+    mt__pool_job job;
+    int64_t mine, nchunks;
+    int threads;
+    if (n <= 0) return;
+    if (grain < 1) grain = 1;
+    threads = mt_get_num_threads();
+    if (threads <= 1 || n <= grain || mt__in_parallel || pthread_mutex_trylock(&mt__pool_run) != 0) {
+        fn(ctx, 0, n);
+        return;
+    }
+    mt__pool_resize(threads - 1);
+    if (!mt__pool_nworkers) {
+        pthread_mutex_unlock(&mt__pool_run);
+        fn(ctx, 0, n);
+        return;
+    }
+    /* up to 4 chunks per thread, so a thread slowed by other load is helped */
+    threads = mt__pool_nworkers + 1;
+    nchunks = (n + grain - 1) / grain;
+    if (nchunks > 4 * (int64_t)threads) nchunks = 4 * (int64_t)threads;
+    job.fn = fn;
+    job.ctx = ctx;
+    job.n = n;
+    job.chunk = (n + nchunks - 1) / nchunks;
+    if (job.chunk < grain) job.chunk = grain;
+    job.nchunks = (n + job.chunk - 1) / job.chunk;
+    job.next = 0;
+    job.done = 0;
+    job.active = 0;
+    mt__in_parallel = 1;
+    pthread_mutex_lock(&mt__pool_mu);
+    mt__pool_job_slot = &job;
+    mt__pool_gen++;
+    pthread_cond_broadcast(&mt__pool_wake);
+    pthread_mutex_unlock(&mt__pool_mu);
+    mine = mt__run_chunks(fn, ctx, n, job.chunk, job.nchunks, &job.next);
+    pthread_mutex_lock(&mt__pool_mu);
+    job.done += mine;
+    while (job.active > 0 || job.done < job.nchunks) pthread_cond_wait(&mt__pool_idle, &mt__pool_mu);
+    mt__pool_job_slot = NULL;
+    pthread_mutex_unlock(&mt__pool_mu);
+    mt__in_parallel = 0;
+    pthread_mutex_unlock(&mt__pool_run);
+}
+
+#endif
 
 /* ======================================================================
    IMPLEMENTATION SECTION random
