@@ -246,6 +246,46 @@ MTDEF void mt_threads_shutdown(void);
    SECTION nn: matmul, conv, attention
    ====================================================================== */
 
+/* All nn kernels take float32 tensors of any strides (views such as
+   mt_view_transpose are read in place, without a copy) and follow the
+   output convention above; `out` must not share storage with an input
+   unless it is stated otherwise (the kernels then compute into a temporary).
+   Results are bit-identical for every thread count; the SIMD paths (below)
+   may differ from each other in the last bits. */
+
+/* SIMD path used by the nn kernels. MT_SIMD_AUTO (the default) takes the
+   best the CPU and the OS support, found once from CPUID and XGETBV; no
+   compiler flag is needed (x86 paths are compiled with target attributes).
+   Forcing a path the machine lacks returns MT_ERR_UNSUPPORTED. The choice is
+   process-wide, like the thread pool; it exists for tests and benchmarks. */
+typedef enum mt_simd { MT_SIMD_AUTO = 0, MT_SIMD_PORTABLE, MT_SIMD_AVX2, MT_SIMD_AVX512 } mt_simd;
+MTDEF mt_status mt_set_simd(mt_simd s);
+MTDEF mt_simd mt_get_simd(void);           /* the path in use, never AUTO */
+MTDEF mt_simd mt_simd_best(void);          /* the best path this machine runs */
+MTDEF const char *mt_simd_name(mt_simd s); /* "portable", "avx2", "avx512", "auto" */
+
+/* Row-major SGEMM on raw buffers, as cblas_sgemm(CblasRowMajor, ...):
+   C = alpha * op(A) * op(B) + beta * C, op(A) [m, k], op(B) [k, n], C [m, n].
+   A is stored [m, lda] (or [k, lda] when ta == MT_TRANS), B [k, ldb] (or
+   [n, ldb]), C [m, ldc]. With beta == 0, C is only written. C must not
+   overlap A or B. */
+typedef enum mt_trans { MT_NO_TRANS = 0, MT_TRANS = 1 } mt_trans;
+MTDEF mt_status mt_gemm(mt_trans ta, mt_trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                        int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+
+/* torch.matmul: 1-d x 1-d is a dot product (0-d result), 2-d x 2-d a matrix
+   product, 1-d operands get a dimension prepended (a) or appended (b) that
+   is removed from the result, and leading (batch) dimensions broadcast:
+   a [..., m, k] x b [..., k, n] -> [broadcast(...), m, n]. Transposes are
+   views: mt_view_transpose(&bt, &b, -1, -2) then mt_matmul(&out, &a, &bt).
+   `out` may share storage with an input. */
+MTDEF mt_status mt_matmul(mt_tensor *out, const mt_tensor *a, const mt_tensor *b);
+
+/* torch.nn.functional.linear: out = x @ weight^T + bias, x [..., in],
+   weight [out_features, in], bias [out_features] or NULL; out [..., out_features]. */
+MTDEF mt_status mt_linear(mt_tensor *out, const mt_tensor *x, const mt_tensor *weight, const mt_tensor *bias);
+
+
 /* ======================================================================
    SECTION schedulers: timesteps, sigmas, step functions
    ====================================================================== */
@@ -1342,6 +1382,1098 @@ MTDEF void mt_parallel_for(int64_t n, int64_t grain, mt_parallel_fn fn, void *ct
 /* ======================================================================
    IMPLEMENTATION SECTION nn
    ====================================================================== */
+
+/* Layout of this section:
+   - SIMD choice (CPUID / XGETBV) and the per-path parameters (mt__arch);
+   - packing: operands are copied into panels of `w` rows, k-major
+     (panel[k * w + i]), zero-padded to w, so the micro-kernel reads both
+     operands sequentially;
+   - micro-kernels: C[mr x nr] (+)= A-panel x B-panel, one per path
+     (AVX-512 14x32, AVX2 6x16, portable 4x16), each C element accumulated
+     in k order by one FMA chain;
+   - the GEMM driver: C is cut into tiles (by batch, rows, columns) that run
+     in parallel; inside a tile the usual cache blocking (NC columns, KC
+     depth, MC rows). K is always split at the same KC boundaries, so a C
+     element's arithmetic does not depend on the tiling or the thread count;
+   - matmul / linear / conv2d / conv_transpose2d / attention on top. */
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define MT__X86 1
+#include <cpuid.h>
+#include <immintrin.h>
+#define MT__AVX2 __attribute__((target("avx2,fma")))
+#define MT__AVX512 __attribute__((target("avx512f,avx2,fma")))
+#endif
+
+#if defined(__GNUC__)
+#define MT__INLINE static inline __attribute__((always_inline))
+#else
+#define MT__INLINE static inline
+#endif
+
+/* ---- SIMD choice ------------------------------------------------------ */
+
+static int mt__simd_best_cache = -1; /* atomic; -1 = not detected yet */
+static int mt__simd_forced;          /* atomic; MT_SIMD_AUTO = use the best */
+
+#if defined(MT__X86)
+static unsigned long long mt__xgetbv0(void) {
+    unsigned lo, hi;
+    __asm__ __volatile__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((unsigned long long)hi << 32) | lo;
+}
+#endif
+
+/* The best path the CPU has and the OS saves the registers of. */
+static mt_simd mt__simd_detect(void) {
+#if defined(MT__X86)
+    unsigned a, b, c, d;
+    unsigned long long xcr0;
+    int fma, avx2, avx512f;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return MT_SIMD_PORTABLE;
+    fma = (c >> 12) & 1;
+    if (!((c >> 27) & 1) || !((c >> 28) & 1)) return MT_SIMD_PORTABLE; /* OSXSAVE, AVX */
+    xcr0 = mt__xgetbv0();
+    if ((xcr0 & 6) != 6) return MT_SIMD_PORTABLE; /* XMM and YMM state */
+    if (__get_cpuid_max(0, NULL) < 7) return MT_SIMD_PORTABLE;
+    __cpuid_count(7, 0, a, b, c, d);
+    avx2 = (b >> 5) & 1;
+    avx512f = (b >> 16) & 1;
+    if (!avx2 || !fma) return MT_SIMD_PORTABLE;
+    if (avx512f && (xcr0 & 0xe6) == 0xe6) return MT_SIMD_AVX512; /* opmask, ZMM_Hi256, Hi16_ZMM */
+    return MT_SIMD_AVX2;
+#else
+    return MT_SIMD_PORTABLE;
+#endif
+}
+
+MTDEF mt_simd mt_simd_best(void) {
+    int s = __atomic_load_n(&mt__simd_best_cache, __ATOMIC_RELAXED);
+    if (s < 0) {
+        s = (int)mt__simd_detect();
+        __atomic_store_n(&mt__simd_best_cache, s, __ATOMIC_RELAXED);
+    }
+    return (mt_simd)s;
+}
+
+MTDEF mt_simd mt_get_simd(void) {
+    int s = __atomic_load_n(&mt__simd_forced, __ATOMIC_RELAXED);
+    return s == MT_SIMD_AUTO ? mt_simd_best() : (mt_simd)s;
+}
+
+MTDEF const char *mt_simd_name(mt_simd s) {
+    switch (s) {
+    case MT_SIMD_AUTO: return "auto";
+    case MT_SIMD_PORTABLE: return "portable";
+    case MT_SIMD_AVX2: return "avx2";
+    case MT_SIMD_AVX512: return "avx512";
+    default: return "unknown";
+    }
+}
+
+MTDEF mt_status mt_set_simd(mt_simd s) {
+    if ((int)s < (int)MT_SIMD_AUTO || (int)s > (int)MT_SIMD_AVX512)
+        return MT__FAIL(MT_ERR_ARGUMENT, "unknown SIMD path %d", (int)s);
+    if (s != MT_SIMD_AUTO && (int)s > (int)mt_simd_best())
+        return MT__FAIL(MT_ERR_UNSUPPORTED, "%s is not available on this machine (best: %s)", mt_simd_name(s),
+                        mt_simd_name(mt_simd_best()));
+    __atomic_store_n(&mt__simd_forced, (int)s, __ATOMIC_RELAXED);
+    return MT_OK;
+}
+
+/* ---- per-path parameters -------------------------------------------- */
+
+/* C[m x n] = A-panel x B-panel (+ beta C), m <= mr, n <= nr. A panel:
+   a[k * mr + i]; B panel: b[k * bs + j] (bs = nr when packed, the row
+   stride of B when read in place). beta == 0: C is only written. */
+typedef void (*mt__ukernel_fn)(int64_t kc, const float *a, const float *b, int64_t bs, float *c, int64_t ldc, int m,
+                               int n, float beta);
+/* Packs rows [0, rows) x depth [0, kc) of src (element (r, k) at
+   src[r * rs + k * cs]) into panels of w rows: dst[p * w * kc + k * w + i],
+   times `scale`, zero-padded to a multiple of w rows. */
+typedef void (*mt__pack_fn)(const float *src, int64_t rs, int64_t cs, int64_t rows, int64_t kc, int w, float scale,
+                            float *dst);
+
+typedef struct mt__conv_geom mt__conv_geom;
+/* Packs the implicit im2col matrix of a convolution (see mt__conv_geom). */
+typedef void (*mt__conv_pack_fn)(const mt__conv_geom *g, const float *x, int64_t j0, int64_t ncols, int64_t k0,
+                                 int64_t kc, int w, float *dst);
+
+typedef struct mt__arch {
+    mt_simd simd;
+    int mr, nr;          /* register block */
+    int64_t mc, kc, nc;  /* cache blocks: mc a multiple of mr, nc of nr */
+    mt__ukernel_fn kernel;
+    mt__pack_fn pack;
+    mt__conv_pack_fn conv_pack;
+} mt__arch;
+
+/* ---- packing, portable ---------------------------------------------- */
+
+static void mt__pack_c(const float *src, int64_t rs, int64_t cs, int64_t rows, int64_t kc, int w, float scale,
+                       float *dst) {
+    int64_t r0, k;
+    int i;
+    for (r0 = 0; r0 < rows; r0 += w) {
+        int h = rows - r0 < w ? (int)(rows - r0) : w;
+        const float *s = src + r0 * rs;
+        if (rs == 1) {
+            for (k = 0; k < kc; k++) {
+                const float *sk = s + k * cs;
+                for (i = 0; i < h; i++) dst[k * w + i] = sk[i] * scale;
+                for (; i < w; i++) dst[k * w + i] = 0.0f;
+            }
+        } else {
+            for (i = 0; i < h; i++) {
+                const float *si = s + i * rs;
+                if (cs == 1)
+                    for (k = 0; k < kc; k++) dst[k * w + i] = si[k] * scale;
+                else
+                    for (k = 0; k < kc; k++) dst[k * w + i] = si[k * cs] * scale;
+            }
+            for (; i < w; i++)
+                for (k = 0; k < kc; k++) dst[k * w + i] = 0.0f;
+        }
+        dst += (int64_t)w * kc;
+    }
+}
+
+/* ---- micro-kernel, portable (4 x 16) --------------------------------- */
+
+#define MT__P_MR 4
+#define MT__P_NR 16
+
+static void mt__kernel_c(int64_t kc, const float *a, const float *b, int64_t bs, float *c, int64_t ldc, int m, int n,
+                         float beta) {
+    float acc[MT__P_MR][MT__P_NR];
+    int64_t k;
+    int i, j;
+    for (i = 0; i < MT__P_MR; i++)
+        for (j = 0; j < MT__P_NR; j++) acc[i][j] = 0.0f;
+    for (k = 0; k < kc; k++) {
+        const float *bk = b + k * bs, *ak = a + k * MT__P_MR;
+        for (i = 0; i < MT__P_MR; i++) {
+            float av = ak[i];
+            for (j = 0; j < MT__P_NR; j++) acc[i][j] += av * bk[j];
+        }
+    }
+    for (i = 0; i < m; i++) {
+        float *ci = c + i * ldc;
+        if (beta == 0.0f)
+            for (j = 0; j < n; j++) ci[j] = acc[i][j];
+        else
+            for (j = 0; j < n; j++) ci[j] = acc[i][j] + beta * ci[j];
+    }
+}
+
+/* ---- x86 kernels ----------------------------------------------------- */
+
+#if defined(MT__X86)
+
+/* AVX2 + FMA: 6 rows x 16 columns (12 accumulators). */
+#define MT__A2_MR 6
+#define MT__A2_NR 16
+
+static const int32_t mt__lane_mask_tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+MT__AVX2 MT__INLINE __m256i mt__avx2_mask(int count) {
+    count = count < 0 ? 0 : count > 8 ? 8 : count;
+    return _mm256_loadu_si256((const __m256i *)(const void *)(mt__lane_mask_tab + 8 - count));
+}
+
+MT__AVX2 MT__INLINE void mt__k256_body(int64_t kc, const float *a, const float *b, int64_t bs, float *c, int64_t ldc,
+                                       int n, float beta, const int R, const int V) {
+    __m256 c0[MT__A2_MR], c1[MT__A2_MR];
+    int64_t k;
+    int i;
+#pragma GCC unroll 6
+    for (i = 0; i < MT__A2_MR; i++) {
+        c0[i] = _mm256_setzero_ps();
+        c1[i] = _mm256_setzero_ps();
+    }
+    for (k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = V > 1 ? _mm256_loadu_ps(b + 8) : _mm256_setzero_ps();
+#pragma GCC unroll 6
+        for (i = 0; i < MT__A2_MR; i++) {
+            if (i < R) {
+                __m256 av = _mm256_broadcast_ss(a + i);
+                c0[i] = _mm256_fmadd_ps(av, b0, c0[i]);
+                if (V > 1) c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
+            }
+        }
+        a += MT__A2_MR;
+        b += bs;
+    }
+    {
+        __m256 bv = _mm256_set1_ps(beta);
+        if (n >= 16) {
+#pragma GCC unroll 6
+            for (i = 0; i < MT__A2_MR; i++) {
+                if (i < R) {
+                    float *ci = c + i * ldc;
+                    if (beta != 0.0f) {
+                        c0[i] = _mm256_fmadd_ps(bv, _mm256_loadu_ps(ci), c0[i]);
+                        c1[i] = _mm256_fmadd_ps(bv, _mm256_loadu_ps(ci + 8), c1[i]);
+                    }
+                    _mm256_storeu_ps(ci, c0[i]);
+                    _mm256_storeu_ps(ci + 8, c1[i]);
+                }
+            }
+        } else {
+            __m256i m0 = mt__avx2_mask(n), m1 = mt__avx2_mask(n - 8);
+#pragma GCC unroll 6
+            for (i = 0; i < MT__A2_MR; i++) {
+                if (i < R) {
+                    float *ci = c + i * ldc;
+                    if (beta != 0.0f) {
+                        c0[i] = _mm256_fmadd_ps(bv, _mm256_maskload_ps(ci, m0), c0[i]);
+                        if (V > 1) c1[i] = _mm256_fmadd_ps(bv, _mm256_maskload_ps(ci + 8, m1), c1[i]);
+                    }
+                    _mm256_maskstore_ps(ci, m0, c0[i]);
+                    if (V > 1) _mm256_maskstore_ps(ci + 8, m1, c1[i]);
+                }
+            }
+        }
+    }
+}
+
+#define MT__K256_CASE(R)                                                             \
+    case R:                                                                          \
+        if (n > 8)                                                                   \
+            mt__k256_body(kc, a, b, bs, c, ldc, n, beta, R, 2);                      \
+        else                                                                         \
+            mt__k256_body(kc, a, b, bs, c, ldc, n, beta, R, 1);                      \
+        break;
+
+MT__AVX2 static void mt__kernel_avx2(int64_t kc, const float *a, const float *b, int64_t bs, float *c, int64_t ldc,
+                                     int m, int n, float beta) {
+    switch (m) {
+        MT__K256_CASE(1)
+        MT__K256_CASE(2)
+        MT__K256_CASE(3)
+        MT__K256_CASE(4)
+        MT__K256_CASE(5)
+        MT__K256_CASE(6)
+    default: break;
+    }
+}
+
+/* AVX-512: 14 rows x 32 columns (28 accumulators, 2 for B, A broadcast
+   from memory). */
+#define MT__A5_MR 14
+#define MT__A5_NR 32
+
+MT__AVX512 MT__INLINE void mt__k512_body(int64_t kc, const float *a, const float *b, int64_t bs, float *c,
+                                         int64_t ldc, int n, float beta, const int R, const int V) {
+    __m512 c0[MT__A5_MR], c1[MT__A5_MR];
+    __mmask16 m0, m1;
+    int64_t k;
+    int i;
+#pragma GCC unroll 14
+    for (i = 0; i < MT__A5_MR; i++) {
+        c0[i] = _mm512_setzero_ps();
+        c1[i] = _mm512_setzero_ps();
+    }
+    for (k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = V > 1 ? _mm512_loadu_ps(b + 16) : _mm512_setzero_ps();
+#pragma GCC unroll 14
+        for (i = 0; i < MT__A5_MR; i++) {
+            if (i < R) {
+                __m512 av = _mm512_set1_ps(a[i]);
+                c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
+                if (V > 1) c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
+            }
+        }
+        a += MT__A5_MR;
+        b += bs;
+    }
+    m0 = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1u);
+    m1 = (__mmask16)(n >= 32 ? 0xffff : n > 16 ? (1u << (n - 16)) - 1u : 0u);
+    {
+        __m512 bv = _mm512_set1_ps(beta);
+#pragma GCC unroll 14
+        for (i = 0; i < MT__A5_MR; i++) {
+            if (i < R) {
+                float *ci = c + i * ldc;
+                if (beta != 0.0f) {
+                    c0[i] = _mm512_fmadd_ps(bv, _mm512_maskz_loadu_ps(m0, ci), c0[i]);
+                    if (V > 1) c1[i] = _mm512_fmadd_ps(bv, _mm512_maskz_loadu_ps(m1, ci + 16), c1[i]);
+                }
+                _mm512_mask_storeu_ps(ci, m0, c0[i]);
+                if (V > 1) _mm512_mask_storeu_ps(ci + 16, m1, c1[i]);
+            }
+        }
+    }
+}
+
+#define MT__K512_CASE(R)                                                             \
+    case R:                                                                          \
+        if (n > 16)                                                                  \
+            mt__k512_body(kc, a, b, bs, c, ldc, n, beta, R, 2);                      \
+        else                                                                         \
+            mt__k512_body(kc, a, b, bs, c, ldc, n, beta, R, 1);                      \
+        break;
+
+MT__AVX512 static void mt__kernel_avx512(int64_t kc, const float *a, const float *b, int64_t bs, float *c,
+                                         int64_t ldc, int m, int n, float beta) {
+    switch (m) {
+        MT__K512_CASE(1)
+        MT__K512_CASE(2)
+        MT__K512_CASE(3)
+        MT__K512_CASE(4)
+        MT__K512_CASE(5)
+        MT__K512_CASE(6)
+        MT__K512_CASE(7)
+        MT__K512_CASE(8)
+        MT__K512_CASE(9)
+        MT__K512_CASE(10)
+        MT__K512_CASE(11)
+        MT__K512_CASE(12)
+        MT__K512_CASE(13)
+        MT__K512_CASE(14)
+    default: break;
+    }
+}
+
+/* 16 x 16 transpose in registers: r[i] lane j -> r[j] lane i. */
+MT__AVX512 MT__INLINE void mt__tr16x16(__m512 *r) {
+    __m512 t[16];
+    int i, j;
+#pragma GCC unroll 8
+    for (i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+#pragma GCC unroll 4
+    for (i = 0; i < 4; i++) {
+        __m512d a0 = _mm512_castps_pd(t[4 * i]), a1 = _mm512_castps_pd(t[4 * i + 1]);
+        __m512d a2 = _mm512_castps_pd(t[4 * i + 2]), a3 = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+    }
+#pragma GCC unroll 4
+    for (j = 0; j < 4; j++) {
+        __m512 u0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), u1 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
+        __m512 u2 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xdd), u3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xdd);
+        t[j] = _mm512_shuffle_f32x4(u0, u1, 0x88);
+        t[8 + j] = _mm512_shuffle_f32x4(u0, u1, 0xdd);
+        t[4 + j] = _mm512_shuffle_f32x4(u2, u3, 0x88);
+        t[12 + j] = _mm512_shuffle_f32x4(u2, u3, 0xdd);
+    }
+#pragma GCC unroll 16
+    for (i = 0; i < 16; i++) r[i] = t[i];
+}
+
+/* Loads up to 16 rows x kk (<= 16) depth values starting at src (row
+   stride rs, unit depth stride), transposes them and stores depth row j as
+   `lanes` values at dst + j * w. */
+MT__AVX512 MT__INLINE void mt__pack16_tr(const float *src, int64_t rs, int h, int kk, float scale, float *dst, int w,
+                                         __mmask16 lanes) {
+    __m512 r[16];
+    __mmask16 km = (__mmask16)(kk >= 16 ? 0xffff : (1u << kk) - 1u);
+    __m512 sv = _mm512_set1_ps(scale);
+    int i;
+#pragma GCC unroll 16
+    for (i = 0; i < 16; i++) r[i] = i < h ? _mm512_mul_ps(_mm512_maskz_loadu_ps(km, src + i * rs), sv) : _mm512_setzero_ps();
+    mt__tr16x16(r);
+    for (i = 0; i < kk; i++) _mm512_mask_storeu_ps(dst + i * w, lanes, r[i]);
+}
+
+MT__AVX512 static void mt__pack_avx512(const float *src, int64_t rs, int64_t cs, int64_t rows, int64_t kc, int w,
+                                       float scale, float *dst) {
+    int64_t r0, k;
+    if ((cs != 1 && rs != 1) || (w != 14 && w != 32 && w != 16)) {
+        mt__pack_c(src, rs, cs, rows, kc, w, scale, dst);
+        return;
+    }
+    for (r0 = 0; r0 < rows; r0 += w) {
+        int h = rows - r0 < w ? (int)(rows - r0) : w;
+        const float *s = src + r0 * rs;
+        if (rs == 1) {
+            /* rows contiguous: one (masked) vector per 16 rows and depth */
+            __m512 sv = _mm512_set1_ps(scale);
+            __mmask16 h0 = (__mmask16)(h >= 16 ? 0xffff : (1u << h) - 1u);
+            __mmask16 h1 = (__mmask16)(h >= 32 ? 0xffff : h > 16 ? (1u << (h - 16)) - 1u : 0u);
+            if (w == 32) {
+                for (k = 0; k < kc; k++) {
+                    const float *sk = s + k * cs;
+                    _mm512_storeu_ps(dst + k * 32, _mm512_mul_ps(_mm512_maskz_loadu_ps(h0, sk), sv));
+                    _mm512_storeu_ps(dst + k * 32 + 16, _mm512_mul_ps(_mm512_maskz_loadu_ps(h1, sk + 16), sv));
+                }
+            } else {
+                __mmask16 wm = (__mmask16)((1u << w) - 1u);
+                if (w == 16) wm = 0xffff;
+                for (k = 0; k < kc; k++)
+                    _mm512_mask_storeu_ps(dst + k * w, wm, _mm512_mul_ps(_mm512_maskz_loadu_ps(h0, s + k * cs), sv));
+            }
+        } else {
+            /* depth contiguous: transpose 16 x 16 blocks */
+            for (k = 0; k < kc; k += 16) {
+                int kk = kc - k < 16 ? (int)(kc - k) : 16;
+                if (w == 32) {
+                    mt__pack16_tr(s + k, rs, h < 16 ? h : 16, kk, scale, dst + k * 32, 32, 0xffff);
+                    if (h > 16) {
+                        mt__pack16_tr(s + 16 * rs + k, rs, h - 16, kk, scale, dst + k * 32 + 16, 32, 0xffff);
+                    } else {
+                        int j;
+                        for (j = 0; j < kk; j++) _mm512_storeu_ps(dst + (k + j) * 32 + 16, _mm512_setzero_ps());
+                    }
+                } else {
+                    mt__pack16_tr(s + k, rs, h, kk, scale, dst + k * w, w,
+                                  (__mmask16)(w == 16 ? 0xffff : (1u << w) - 1u));
+                }
+            }
+        }
+        dst += (int64_t)w * kc;
+    }
+}
+
+#endif /* MT__X86 */
+/* ---- implicit im2col (convolution as GEMM) --------------------------- */
+
+/* One image and group of a convolution seen as the GEMM operand B[k, j]:
+   k = (channel, kernel row, kernel column), j = output pixel. */
+struct mt__conv_geom {
+    int64_t c, h, w;         /* input channels (of the group), height, width */
+    int64_t cs, hs, ws;      /* element strides of x along channel, row, column */
+    int64_t kh, kw, sh, sw, ph, pw, dh, dw;
+    int64_t ho, wo;
+};
+
+/* Splits output pixels [j, j + h) into runs that stay on one output row:
+   run r covers panel lanes [at[r], at[r] + len[r]) = row oh[r] from column ow[r]. */
+static int mt__conv_runs(const mt__conv_geom *g, int64_t j, int h, int *at, int *len, int64_t *oh, int64_t *ow) {
+    int i = 0, n = 0;
+    while (i < h) {
+        int64_t r = j / g->wo, c = j % g->wo;
+        int l = (int)(g->wo - c < h - i ? g->wo - c : h - i);
+        at[n] = i;
+        len[n] = l;
+        oh[n] = r;
+        ow[n] = c;
+        n++;
+        i += l;
+        j += l;
+    }
+    return n;
+}
+
+static void mt__conv_pack_c(const mt__conv_geom *g, const float *x, int64_t j0, int64_t ncols, int64_t k0, int64_t kc,
+                            int w, float *dst) {
+    int at[64], len[64];
+    int64_t oh[64], ow[64], p0;
+    for (p0 = 0; p0 < ncols; p0 += w) {
+        int h = ncols - p0 < w ? (int)(ncols - p0) : w;
+        int nrun = mt__conv_runs(g, j0 + p0, h, at, len, oh, ow), r, i;
+        int64_t kk, c = k0 / (g->kh * g->kw), u = (k0 / g->kw) % g->kh, v = k0 % g->kw;
+        for (kk = 0; kk < kc; kk++) {
+            float *d = dst + kk * w;
+            for (r = 0; r < nrun; r++) {
+                int64_t ih = oh[r] * g->sh - g->ph + u * g->dh;
+                float *dr = d + at[r];
+                if (ih < 0 || ih >= g->h) {
+                    for (i = 0; i < len[r]; i++) dr[i] = 0.0f;
+                } else {
+                    const float *row = x + c * g->cs + ih * g->hs;
+                    int64_t iw0 = ow[r] * g->sw - g->pw + v * g->dw;
+                    for (i = 0; i < len[r]; i++) {
+                        int64_t iw = iw0 + i * g->sw;
+                        dr[i] = iw >= 0 && iw < g->w ? row[iw * g->ws] : 0.0f;
+                    }
+                }
+            }
+            for (i = h; i < w; i++) d[i] = 0.0f;
+            if (++v == g->kw) {
+                v = 0;
+                if (++u == g->kh) {
+                    u = 0;
+                    c++;
+                }
+            }
+        }
+        dst += (int64_t)w * kc;
+    }
+}
+
+#if defined(MT__X86)
+/* Lanes [lo, hi) of a 16-lane mask (clamped). */
+MT__INLINE __mmask16 mt__mask_range(int64_t lo, int64_t hi) {
+    unsigned a = lo <= 0 ? 0u : lo >= 16 ? 16u : (unsigned)lo, b = hi <= 0 ? 0u : hi >= 16 ? 16u : (unsigned)hi;
+    unsigned ma = a >= 16 ? 0xffffu : (1u << a) - 1u, mb = b >= 16 ? 0xffffu : (1u << b) - 1u;
+    return (__mmask16)(mb & ~ma);
+}
+
+/* Unit column stride: each run is a masked vector copy of one input row
+   (masked lanes are the padding and are never read). */
+MT__AVX512 static void mt__conv_pack_avx512(const mt__conv_geom *g, const float *x, int64_t j0, int64_t ncols,
+                                            int64_t k0, int64_t kc, int w, float *dst) {
+    int at[64], len[64];
+    int64_t oh[64], ow[64], p0;
+    if (g->sw != 1 || g->ws != 1) {
+        mt__conv_pack_c(g, x, j0, ncols, k0, kc, w, dst);
+        return;
+    }
+    for (p0 = 0; p0 < ncols; p0 += w) {
+        int h = ncols - p0 < w ? (int)(ncols - p0) : w;
+        int nrun = mt__conv_runs(g, j0 + p0, h, at, len, oh, ow), r, q, i;
+        int64_t kk, c = k0 / (g->kh * g->kw), u = (k0 / g->kw) % g->kh, v = k0 % g->kw;
+        for (kk = 0; kk < kc; kk++) {
+            float *d = dst + kk * w;
+            for (r = 0; r < nrun; r++) {
+                int64_t ih = oh[r] * g->sh - g->ph + u * g->dh;
+                float *dr = d + at[r];
+                if (ih < 0 || ih >= g->h) {
+                    for (q = 0; q < len[r]; q += 16) _mm512_mask_storeu_ps(dr + q, mt__mask_range(0, len[r] - q), _mm512_setzero_ps());
+                } else {
+                    const float *row = x + c * g->cs + ih * g->hs;
+                    int64_t iw0 = ow[r] - g->pw + v * g->dw;
+                    /* lanes t valid when 0 <= iw0 + t < w */
+                    for (q = 0; q < len[r]; q += 16) {
+                        __mmask16 valid = mt__mask_range(-iw0 - q, g->w - iw0 - q);
+                        __mmask16 lanes = mt__mask_range(0, len[r] - q);
+                        const float *src = (const float *)((uintptr_t)row + (uintptr_t)((iw0 + q) * (int64_t)sizeof(float)));
+                        _mm512_mask_storeu_ps(dr + q, lanes, _mm512_maskz_loadu_ps((__mmask16)(valid & lanes), src));
+                    }
+                }
+            }
+            for (i = h; i < w; i++) d[i] = 0.0f;
+            if (++v == g->kw) {
+                v = 0;
+                if (++u == g->kh) {
+                    u = 0;
+                    c++;
+                }
+            }
+        }
+        dst += (int64_t)w * kc;
+    }
+}
+#endif
+
+/* ---- per-path parameter tables --------------------------------------- */
+
+#ifndef MT__ARCH_CONST
+#define MT__ARCH_CONST const
+#endif
+
+static MT__ARCH_CONST mt__arch mt__arch_portable = {MT_SIMD_PORTABLE, MT__P_MR, MT__P_NR, 64, 256, 1024,
+                                           mt__kernel_c, mt__pack_c, mt__conv_pack_c};
+#if defined(MT__X86)
+static MT__ARCH_CONST mt__arch mt__arch_avx2 = {MT_SIMD_AVX2, MT__A2_MR, MT__A2_NR, 144, 256, 2048,
+                                       mt__kernel_avx2, mt__pack_c, mt__conv_pack_c};
+static MT__ARCH_CONST mt__arch mt__arch_avx512 = {MT_SIMD_AVX512, MT__A5_MR, MT__A5_NR, 168, 256, 2048,
+                                         mt__kernel_avx512, mt__pack_avx512, mt__conv_pack_avx512};
+#endif
+
+static const mt__arch *mt__arch_get(void) {
+#if defined(MT__X86)
+    switch (mt_get_simd()) {
+    case MT_SIMD_AVX512: return &mt__arch_avx512;
+    case MT_SIMD_AVX2: return &mt__arch_avx2;
+    default: break;
+    }
+#endif
+    return &mt__arch_portable;
+}
+
+/* ---- GEMM driver ----------------------------------------------------- */
+
+#define MT__SLOTS 64
+
+/* Workspace for parallel chunks: `n` buffers of `floats` each, allocated by
+   the calling thread before the parallel region (so running out of memory
+   is reported before anything is written); a chunk takes a free one. */
+typedef struct mt__slots {
+    float *mem[MT__SLOTS];
+    int busy[MT__SLOTS];
+    int n;
+    size_t floats;
+    void *raw;
+    int failed; /* atomic: a chunk found no buffer */
+} mt__slots;
+
+static mt_status mt__slots_alloc(const char *func, mt__slots *s, int n, size_t floats) {
+    int i;
+    s->n = n < 1 ? 1 : n > MT__SLOTS ? MT__SLOTS : n;
+    s->floats = (floats + 15) / 16 * 16;
+    s->failed = 0;
+    s->raw = MT_MALLOC(s->floats * sizeof(float) * (size_t)s->n + MT__ALIGN);
+    if (!s->raw)
+        return mt__fail(MT_ERR_MEMORY, func, "cannot allocate %lld bytes of workspace",
+                        (long long)(s->floats * sizeof(float) * (size_t)s->n));
+    for (i = 0; i < s->n; i++) {
+        s->mem[i] = (float *)(((uintptr_t)s->raw + MT__ALIGN - 1) & ~(uintptr_t)(MT__ALIGN - 1)) + (size_t)i * s->floats;
+        s->busy[i] = 0;
+    }
+    return MT_OK;
+}
+
+/* Takes a buffer: a free slot, or (more threads than slots, when the
+   thread count changed meanwhile) a new allocation returned in *own. */
+static float *mt__slots_take(mt__slots *s, int *slot, void **own) {
+    int i;
+    *own = NULL;
+    for (i = 0; i < s->n; i++)
+        if (!__atomic_exchange_n(&s->busy[i], 1, __ATOMIC_ACQUIRE)) {
+            *slot = i;
+            return s->mem[i];
+        }
+    *slot = -1;
+    *own = MT_MALLOC(s->floats * sizeof(float) + MT__ALIGN);
+    if (!*own) {
+        __atomic_store_n(&s->failed, 1, __ATOMIC_RELAXED);
+        return NULL;
+    }
+    return (float *)(((uintptr_t)*own + MT__ALIGN - 1) & ~(uintptr_t)(MT__ALIGN - 1));
+}
+
+static void mt__slots_give(mt__slots *s, int slot, void *own) {
+    if (slot >= 0)
+        __atomic_store_n(&s->busy[slot], 0, __ATOMIC_RELEASE);
+    else
+        MT_FREE(own);
+}
+
+/* A batch of GEMMs with the same shape: for batch b,
+   C_b[i, j] = alpha sum_k A_b[i, k] B_b[k, j] + beta C_b[i, j] with
+   A_b[i, k] = a[a_off[b] + i a_rs + k a_cs] (offsets NULL = 0), likewise B
+   (or the implicit im2col of `conv` at b + b_off[b]) and
+   C_b[i, j] = c[c_off[b] + i c_rs + j]. */
+typedef struct mt__gemm {
+    const mt__arch *ar;
+    int64_t m, n, k, nbatch;
+    float alpha, beta;
+    const float *a;
+    int64_t a_rs, a_cs;
+    const int64_t *a_off;
+    const float *b;
+    int64_t b_rs, b_cs;
+    const int64_t *b_off;
+    float *c;
+    int64_t c_rs;
+    const int64_t *c_off;
+    const mt__conv_geom *conv;
+    /* plan */
+    int64_t tm, tn, tile_m, tile_n, mc, kc, nc;
+    mt__slots ws;
+} mt__gemm;
+
+static int64_t mt__min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t mt__max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static int64_t mt__ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* One tile of one batch: rows [m0, m1), columns [n0, n1). */
+static void mt__gemm_tile(const mt__gemm *g, int64_t bi, int64_t m0, int64_t m1, int64_t n0, int64_t n1, float *ws) {
+    const mt__arch *ar = g->ar;
+    const int mr = ar->mr, nr = ar->nr;
+    const float *A = g->a + (g->a_off ? g->a_off[bi] : 0);
+    const float *B = g->b + (g->b_off ? g->b_off[bi] : 0);
+    float *C = g->c + (g->c_off ? g->c_off[bi] : 0);
+    float *pa = ws, *pb = ws + (g->mc * g->kc + 15) / 16 * 16;
+    /* few rows: read full B panels in place instead of packing them */
+    int direct = !g->conv && g->b_cs == 1 && m1 - m0 <= 2 * mr;
+    int64_t jc, pc, ic, jr, ir;
+    for (jc = n0; jc < n1; jc += g->nc) {
+        int64_t nc = mt__min64(g->nc, n1 - jc);
+        int64_t nfull = direct ? nc / nr * nr : 0;
+        for (pc = 0; pc < g->k; pc += g->kc) {
+            int64_t kc = mt__min64(g->kc, g->k - pc);
+            float beta = pc == 0 ? g->beta : 1.0f;
+            if (nc > nfull) {
+                if (g->conv)
+                    ar->conv_pack(g->conv, B, jc + nfull, nc - nfull, pc, kc, nr, pb);
+                else
+                    ar->pack(B + pc * g->b_rs + (jc + nfull) * g->b_cs, g->b_cs, g->b_rs, nc - nfull, kc, nr, 1.0f, pb);
+            }
+            for (ic = m0; ic < m1; ic += g->mc) {
+                int64_t mc = mt__min64(g->mc, m1 - ic);
+                ar->pack(A + ic * g->a_rs + pc * g->a_cs, g->a_rs, g->a_cs, mc, kc, mr, g->alpha, pa);
+                for (jr = 0; jr < nc; jr += nr) {
+                    const float *bp;
+                    int64_t bs;
+                    int nn = (int)mt__min64(nr, nc - jr);
+                    if (jr < nfull) {
+                        bp = B + pc * g->b_rs + jc + jr;
+                        bs = g->b_rs;
+                    } else {
+                        bp = pb + (jr - nfull) * kc;
+                        bs = nr;
+                    }
+                    for (ir = 0; ir < mc; ir += mr)
+                        ar->kernel(kc, pa + ir * kc, bp, bs, C + (ic + ir) * g->c_rs + jc + jr, g->c_rs,
+                                   (int)mt__min64(mr, mc - ir), nn, beta);
+                }
+            }
+        }
+    }
+}
+
+static void mt__gemm_chunk(void *ctx, int64_t t0, int64_t t1) {
+    mt__gemm *g = (mt__gemm *)ctx;
+    int64_t per = g->tm * g->tn, t;
+    void *own;
+    int slot;
+    float *ws = mt__slots_take(&g->ws, &slot, &own);
+    if (!ws) return;
+    for (t = t0; t < t1; t++) {
+        int64_t bi = t / per, r = t % per;
+        int64_t m0 = r / g->tn * g->tile_m, n0 = r % g->tn * g->tile_n;
+        mt__gemm_tile(g, bi, m0, mt__min64(m0 + g->tile_m, g->m), n0, mt__min64(n0 + g->tile_n, g->n), ws);
+    }
+    mt__slots_give(&g->ws, slot, own);
+}
+
+/* Chooses the tiles: enough of them to feed the threads, shaped to pack as
+   little twice as possible (a tile re-packs its own A rows and B columns). */
+static void mt__gemm_plan(mt__gemm *g, int threads) {
+    const mt__arch *ar = g->ar;
+    int64_t mp = mt__ceil_div(g->m, ar->mr), np = mt__ceil_div(g->n, ar->nr), want = 1, per, tm, best_tm = 1,
+            best_tn = 1;
+    double flops = 2.0 * (double)g->m * (double)g->n * (double)g->k * (double)g->nbatch, best = -1;
+    if (threads > 1 && flops >= 2e6) want = flops >= 1e8 ? 2 * (int64_t)threads : threads;
+    per = mt__ceil_div(want, g->nbatch);
+    for (tm = 1; tm <= mt__min64(per, mp); tm++) {
+        int64_t tn = mt__min64(mt__ceil_div(per, tm), np);
+        double cost = (double)tm * (double)g->n + (double)tn * (double)g->m;
+        if (tm * tn < per) cost += 1e30 * (double)(per - tm * tn);
+        if (best < 0 || cost < best) {
+            best = cost;
+            best_tm = tm;
+            best_tn = tn;
+        }
+    }
+    g->tile_m = mt__ceil_div(mp, best_tm) * ar->mr;
+    g->tile_n = mt__ceil_div(np, best_tn) * ar->nr;
+    g->tm = mt__ceil_div(g->m, g->tile_m);
+    g->tn = mt__ceil_div(g->n, g->tile_n);
+    g->kc = mt__min64(ar->kc, g->k);
+    g->mc = mt__min64(ar->mc, g->tile_m);
+    g->nc = mt__min64(ar->nc, g->tile_n);
+}
+
+/* C = beta C over every batch (k == 0 or alpha == 0). */
+static void mt__gemm_scale_c(const mt__gemm *g) {
+    int64_t bi, i, j;
+    for (bi = 0; bi < g->nbatch; bi++) {
+        float *C = g->c + (g->c_off ? g->c_off[bi] : 0);
+        for (i = 0; i < g->m; i++)
+            for (j = 0; j < g->n; j++) C[i * g->c_rs + j] = g->beta == 0.0f ? 0.0f : g->beta * C[i * g->c_rs + j];
+    }
+}
+
+/* Matrix-vector products (m == 1 or n == 1): one dot product per output,
+   in k order. */
+typedef struct mt__gemv {
+    const mt__gemm *g;
+    int64_t len;   /* outputs per batch */
+} mt__gemv;
+
+static void mt__gemv_run(void *ctx, int64_t o0, int64_t o1) {
+    const mt__gemv *v = (const mt__gemv *)ctx;
+    const mt__gemm *g = v->g;
+    int64_t o, kk;
+    for (o = o0; o < o1; o++) {
+        int64_t bi = o / v->len, idx = o % v->len;
+        int64_t i = g->m == 1 ? 0 : idx, j = g->m == 1 ? idx : 0;
+        const float *A = g->a + (g->a_off ? g->a_off[bi] : 0) + i * g->a_rs;
+        const float *B = g->b + (g->b_off ? g->b_off[bi] : 0) + j * g->b_cs;
+        float *C = g->c + (g->c_off ? g->c_off[bi] : 0) + i * g->c_rs + j;
+        float acc = 0.0f;
+        for (kk = 0; kk < g->k; kk++) acc += A[kk * g->a_cs] * B[kk * g->b_rs];
+        acc *= g->alpha;
+        *C = g->beta == 0.0f ? acc : acc + g->beta * *C;
+    }
+}
+
+static mt_status mt__gemm_run(const char *func, mt__gemm *g) {
+    int threads;
+    int64_t ntasks;
+    mt_status s;
+    if (g->m == 0 || g->n == 0 || g->nbatch == 0) return MT_OK;
+    if (g->k == 0 || g->alpha == 0.0f) {
+        mt__gemm_scale_c(g);
+        return MT_OK;
+    }
+    if ((g->m == 1 || g->n == 1) && !g->conv) {
+        mt__gemv v;
+        v.g = g;
+        v.len = g->m == 1 ? g->n : g->m;
+        mt_parallel_for(v.len * g->nbatch, mt__max64(1, 65536 / mt__max64(1, g->k)), mt__gemv_run, &v);
+        return MT_OK;
+    }
+    g->ar = mt__arch_get();
+    threads = mt_get_num_threads();
+    mt__gemm_plan(g, threads);
+    ntasks = g->nbatch * g->tm * g->tn;
+    s = mt__slots_alloc(func, &g->ws, (int)mt__min64(threads, ntasks),
+                        (size_t)(g->mc * g->kc + g->kc * mt__ceil_div(g->nc, g->ar->nr) * g->ar->nr + 16));
+    if (s != MT_OK) return s;
+    mt_parallel_for(ntasks, 1, mt__gemm_chunk, g);
+    MT_FREE(g->ws.raw);
+    if (g->ws.failed) return mt__fail(MT_ERR_MEMORY, func, "cannot allocate GEMM workspace");
+    return MT_OK;
+}
+
+static void mt__gemm_init(mt__gemm *g) { memset(g, 0, sizeof *g); g->nbatch = 1; g->alpha = 1.0f; }
+
+MTDEF mt_status mt_gemm(mt_trans ta, mt_trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                        int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+    mt__gemm g;
+    int64_t acols = ta ? m : k, bcols = tb ? k : n;
+    if ((ta != MT_NO_TRANS && ta != MT_TRANS) || (tb != MT_NO_TRANS && tb != MT_TRANS))
+        return MT__FAIL(MT_ERR_ARGUMENT, "transpose flags must be MT_NO_TRANS or MT_TRANS (got %d, %d)", (int)ta,
+                        (int)tb);
+    if (m < 0 || n < 0 || k < 0)
+        return MT__FAIL(MT_ERR_SHAPE, "negative size m=%lld n=%lld k=%lld", (long long)m, (long long)n, (long long)k);
+    if (lda < mt__max64(1, acols))
+        return MT__FAIL(MT_ERR_ARGUMENT, "lda %lld < %lld (columns of A as stored)", (long long)lda, (long long)acols);
+    if (ldb < mt__max64(1, bcols))
+        return MT__FAIL(MT_ERR_ARGUMENT, "ldb %lld < %lld (columns of B as stored)", (long long)ldb, (long long)bcols);
+    if (ldc < mt__max64(1, n)) return MT__FAIL(MT_ERR_ARGUMENT, "ldc %lld < n = %lld", (long long)ldc, (long long)n);
+    if (m && n && !c) return MT__FAIL(MT_ERR_ARGUMENT, "C is NULL");
+    if (m && n && k && alpha != 0.0f && (!a || !b)) return MT__FAIL(MT_ERR_ARGUMENT, "A or B is NULL");
+    mt__gemm_init(&g);
+    g.m = m;
+    g.n = n;
+    g.k = k;
+    g.alpha = alpha;
+    g.beta = beta;
+    g.a = a;
+    g.a_rs = ta ? 1 : lda;
+    g.a_cs = ta ? lda : 1;
+    g.b = b;
+    g.b_rs = tb ? 1 : ldb;
+    g.b_cs = tb ? ldb : 1;
+    g.c = c;
+    g.c_rs = ldc;
+    return mt__gemm_run("mt_gemm", &g);
+}
+
+/* ---- tensor helpers -------------------------------------------------- */
+
+static mt_status mt__need_f32(const char *func, const char *name, const mt_tensor *t) {
+    if (!t || !t->data) return mt__fail(MT_ERR_ARGUMENT, func, "%s is empty", name);
+    if (t->dtype != MT_F32)
+        return mt__fail(MT_ERR_DTYPE, func, "%s is %s; the nn kernels compute in float32 (see mt_to_dtype)", name,
+                        mt_dtype_name(t->dtype));
+    return MT_OK;
+}
+
+/* True when `out` (allocated) cannot be written directly: it shares storage
+   with an input or is not contiguous. */
+static int mt__out_needs_temp(const mt_tensor *out, const mt_tensor *a, const mt_tensor *b, const mt_tensor *c,
+                              const mt_tensor *d) {
+    if (!out->data) return 0;
+    if (!mt_is_contiguous(out)) return 1;
+    return (a && a->storage == out->storage) || (b && b->storage == out->storage) ||
+           (c && c->storage == out->storage) || (d && d->storage == out->storage);
+}
+
+/* Gives the caller a contiguous, unshared tensor to compute into: `out`
+   itself, or a new temporary `*tmp` to be copied into `out` by
+   mt__out_finish. */
+static mt_status mt__out_begin(const char *func, mt_tensor *out, mt_tensor *tmp, int temp, int ndim,
+                               const int64_t *shape, mt_tensor **dst) {
+    mt_status s = mt__prepare_out(func, out, MT_F32, ndim, shape);
+    if (s != MT_OK) return s;
+    memset(tmp, 0, sizeof *tmp);
+    if (!temp) {
+        *dst = out;
+        return MT_OK;
+    }
+    s = mt__prepare_out(func, tmp, MT_F32, ndim, shape);
+    *dst = tmp;
+    return s;
+}
+
+static mt_status mt__out_finish(mt_tensor *out, mt_tensor *tmp, mt_status s) {
+    if (tmp->data) {
+        if (s == MT_OK) s = mt_copy(out, tmp);
+        mt_release(tmp);
+    }
+    return s;
+}
+
+/* ---- matmul ---------------------------------------------------------- */
+
+MTDEF mt_status mt_matmul(mt_tensor *out, const mt_tensor *a, const mt_tensor *b) {
+    int64_t m, k, kb, n, bshape[MT_MAX_DIMS], astr[MT_MAX_DIMS], bstr[MT_MAX_DIMS], oshape[MT_MAX_DIMS], nbatch = 1;
+    int64_t *offs = NULL;
+    int an, bn, nb, i, ond = 0;
+    mt__gemm g;
+    mt_tensor tmp, *dst;
+    mt_status s;
+    char sa[160], sb[160];
+    if (!out) return MT__FAIL(MT_ERR_ARGUMENT, "output tensor is NULL");
+    if ((s = mt__need_f32("mt_matmul", "a", a)) != MT_OK) return s;
+    if ((s = mt__need_f32("mt_matmul", "b", b)) != MT_OK) return s;
+    mt__shape_fmt(sa, sizeof sa, a->ndim, a->shape);
+    mt__shape_fmt(sb, sizeof sb, b->ndim, b->shape);
+    an = a->ndim;
+    bn = b->ndim;
+    if (an < 1 || bn < 1)
+        return MT__FAIL(MT_ERR_SHAPE, "both operands need at least 1 dimension, got a %s and b %s", sa, sb);
+    mt__gemm_init(&g);
+    if (an == 1) {
+        m = 1;
+        k = a->shape[0];
+        g.a_rs = 0;
+        g.a_cs = a->stride[0];
+    } else {
+        m = a->shape[an - 2];
+        k = a->shape[an - 1];
+        g.a_rs = a->stride[an - 2];
+        g.a_cs = a->stride[an - 1];
+    }
+    if (bn == 1) {
+        kb = b->shape[0];
+        n = 1;
+        g.b_rs = b->stride[0];
+        g.b_cs = 0;
+    } else {
+        kb = b->shape[bn - 2];
+        n = b->shape[bn - 1];
+        g.b_rs = b->stride[bn - 2];
+        g.b_cs = b->stride[bn - 1];
+    }
+    if (k != kb)
+        return MT__FAIL(MT_ERR_SHAPE, "a %s and b %s do not multiply: a has %lld columns, b has %lld rows", sa, sb,
+                        (long long)k, (long long)kb);
+    nb = mt__max64(an - 2, bn - 2) > 0 ? (int)mt__max64(an - 2, bn - 2) : 0;
+    for (i = 0; i < nb; i++) {
+        int ai = i - (nb - (an > 2 ? an - 2 : 0)), bj = i - (nb - (bn > 2 ? bn - 2 : 0));
+        int64_t da = ai >= 0 ? a->shape[ai] : 1, db = bj >= 0 ? b->shape[bj] : 1;
+        if (da != db && da != 1 && db != 1)
+            return MT__FAIL(MT_ERR_SHAPE, "batch dimensions of a %s and b %s do not broadcast (dim %d: %lld vs %lld)",
+                            sa, sb, i, (long long)da, (long long)db);
+        bshape[i] = da == 1 ? db : da;
+        astr[i] = ai >= 0 && da != 1 ? a->stride[ai] : 0;
+        bstr[i] = bj >= 0 && db != 1 ? b->stride[bj] : 0;
+        nbatch *= bshape[i];
+        oshape[ond++] = bshape[i];
+    }
+    if (an > 1) oshape[ond++] = m;
+    if (bn > 1) oshape[ond++] = n;
+    s = mt__out_begin("mt_matmul", out, &tmp, mt__out_needs_temp(out, a, b, NULL, NULL), ond, oshape, &dst);
+    if (s != MT_OK) return s;
+    if (nbatch > 1) {
+        int64_t bi;
+        offs = (int64_t *)MT_MALLOC(sizeof(int64_t) * 3 * (size_t)nbatch);
+        if (!offs) return mt__out_finish(out, &tmp, MT__FAIL(MT_ERR_MEMORY, "cannot allocate batch offsets"));
+        for (bi = 0; bi < nbatch; bi++) {
+            int64_t rem = bi, oa = 0, ob = 0;
+            for (i = nb - 1; i >= 0; i--) {
+                int64_t idx = rem % bshape[i];
+                rem /= bshape[i];
+                oa += idx * astr[i];
+                ob += idx * bstr[i];
+            }
+            offs[bi] = oa;
+            offs[nbatch + bi] = ob;
+            offs[2 * nbatch + bi] = bi * m * n;
+        }
+        g.a_off = offs;
+        g.b_off = offs + nbatch;
+        g.c_off = offs + 2 * nbatch;
+    }
+    g.m = m;
+    g.n = n;
+    g.k = k;
+    g.nbatch = nbatch;
+    g.a = (const float *)a->data;
+    g.b = (const float *)b->data;
+    g.c = (float *)dst->data;
+    g.c_rs = n;
+    s = mt__gemm_run("mt_matmul", &g);
+    MT_FREE(offs);
+    return mt__out_finish(out, &tmp, s);
+}
+
+/* ---- linear ---------------------------------------------------------- */
+
+/* Row stride when the leading dims of t (all but the last) enumerate rows
+   at a constant stride; 0 when they do not (or when there is one row). */
+static int mt__rows_uniform(const mt_tensor *t, int64_t *rs) {
+    int64_t expect = -1;
+    int d;
+    *rs = 0;
+    for (d = t->ndim - 2; d >= 0; d--) {
+        if (t->shape[d] == 1) continue;
+        if (expect < 0) {
+            *rs = t->stride[d];
+        } else if (t->stride[d] != expect) {
+            return 0;
+        }
+        expect = t->stride[d] * t->shape[d];
+    }
+    return 1;
+}
+
+MTDEF mt_status mt_linear(mt_tensor *out, const mt_tensor *x, const mt_tensor *weight, const mt_tensor *bias) {
+    int64_t oshape[MT_MAX_DIMS], in, of, m = 1, rs, i, j;
+    mt_tensor xc, tmp, *dst;
+    mt__gemm g;
+    mt_status s;
+    char sx[160], sw[160];
+    int d;
+    if (!out) return MT__FAIL(MT_ERR_ARGUMENT, "output tensor is NULL");
+    if ((s = mt__need_f32("mt_linear", "x", x)) != MT_OK) return s;
+    if ((s = mt__need_f32("mt_linear", "weight", weight)) != MT_OK) return s;
+    mt__shape_fmt(sx, sizeof sx, x->ndim, x->shape);
+    mt__shape_fmt(sw, sizeof sw, weight->ndim, weight->shape);
+    if (x->ndim < 1) return MT__FAIL(MT_ERR_SHAPE, "x %s needs at least 1 dimension", sx);
+    if (weight->ndim != 2) return MT__FAIL(MT_ERR_SHAPE, "weight %s must be 2-d [out_features, in_features]", sw);
+    in = weight->shape[1];
+    of = weight->shape[0];
+    if (x->shape[x->ndim - 1] != in)
+        return MT__FAIL(MT_ERR_SHAPE, "x %s has %lld features, weight %s expects %lld", sx,
+                        (long long)x->shape[x->ndim - 1], sw, (long long)in);
+    if (bias) {
+        char sbias[160];
+        if ((s = mt__need_f32("mt_linear", "bias", bias)) != MT_OK) return s;
+        mt__shape_fmt(sbias, sizeof sbias, bias->ndim, bias->shape);
+        if (bias->ndim != 1 || bias->shape[0] != of)
+            return MT__FAIL(MT_ERR_SHAPE, "bias %s must be [%lld] to match weight %s", sbias, (long long)of, sw);
+    }
+    for (d = 0; d < x->ndim - 1; d++) {
+        oshape[d] = x->shape[d];
+        m *= x->shape[d];
+    }
+    oshape[x->ndim - 1] = of;
+    s = mt__out_begin("mt_linear", out, &tmp, mt__out_needs_temp(out, x, weight, bias, NULL), x->ndim, oshape, &dst);
+    if (s != MT_OK) return s;
+    memset(&xc, 0, sizeof xc);
+    if (!mt__rows_uniform(x, &rs)) {
+        s = mt_contiguous(&xc, x);
+        if (s != MT_OK) return mt__out_finish(out, &tmp, s);
+        x = &xc;
+        rs = in;
+    }
+    if (bias) {
+        float *o = (float *)dst->data;
+        const float *bp = (const float *)bias->data;
+        for (i = 0; i < m; i++)
+            for (j = 0; j < of; j++) o[i * of + j] = bp[j * bias->stride[0]];
+    }
+    mt__gemm_init(&g);
+    g.m = m;
+    g.n = of;
+    g.k = in;
+    g.beta = bias ? 1.0f : 0.0f;
+    g.a = (const float *)x->data;
+    g.a_rs = rs;
+    g.a_cs = x->stride[x->ndim - 1];
+    g.b = (const float *)weight->data;
+    g.b_rs = weight->stride[1];
+    g.b_cs = weight->stride[0];
+    g.c = (float *)dst->data;
+    g.c_rs = of;
+    s = mt__gemm_run("mt_linear", &g);
+    mt_release(&xc);
+    return mt__out_finish(out, &tmp, s);
+}
 
 /* ======================================================================
    IMPLEMENTATION SECTION schedulers
