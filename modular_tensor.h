@@ -285,6 +285,32 @@ MTDEF mt_status mt_matmul(mt_tensor *out, const mt_tensor *a, const mt_tensor *b
    weight [out_features, in], bias [out_features] or NULL; out [..., out_features]. */
 MTDEF mt_status mt_linear(mt_tensor *out, const mt_tensor *x, const mt_tensor *weight, const mt_tensor *bias);
 
+/* Convolution parameters; zero means the default (stride 1, padding 0,
+   dilation 1, groups 1, output_padding 0), so `mt_conv2d_desc d = {0}` or a
+   NULL pointer gives a plain convolution. Index 0 is height, 1 is width. */
+typedef struct mt_conv2d_desc {
+    int stride[2];
+    int padding[2];
+    int dilation[2];
+    int groups;
+    int output_padding[2]; /* mt_conv_transpose2d only */
+} mt_conv2d_desc;
+
+/* torch.nn.functional.conv2d: x [N, C_in, H, W], w [C_out, C_in / groups,
+   kH, kW], bias [C_out] or NULL -> out [N, C_out, H_out, W_out],
+   H_out = (H + 2 pad - dil (kH - 1) - 1) / stride + 1. Computed as an
+   implicit GEMM: input patches are packed straight into the GEMM panels
+   (no im2col buffer). */
+MTDEF mt_status mt_conv2d(mt_tensor *out, const mt_tensor *x, const mt_tensor *w, const mt_tensor *bias,
+                          const mt_conv2d_desc *d);
+
+/* torch.nn.functional.conv_transpose2d: x [N, C_in, H, W], w [C_in,
+   C_out / groups, kH, kW], bias [C_out] or NULL -> out [N, C_out, H_out,
+   W_out], H_out = (H - 1) stride - 2 pad + dil (kH - 1) + output_padding + 1;
+   output_padding must be smaller than the stride or the dilation. */
+MTDEF mt_status mt_conv_transpose2d(mt_tensor *out, const mt_tensor *x, const mt_tensor *w, const mt_tensor *bias,
+                                    const mt_conv2d_desc *d);
+
 
 /* ======================================================================
    SECTION schedulers: timesteps, sigmas, step functions
@@ -2472,6 +2498,324 @@ MTDEF mt_status mt_linear(mt_tensor *out, const mt_tensor *x, const mt_tensor *w
     g.c_rs = of;
     s = mt__gemm_run("mt_linear", &g);
     mt_release(&xc);
+    return mt__out_finish(out, &tmp, s);
+}
+
+/* ---- conv2d ---------------------------------------------------------- */
+
+typedef struct mt__conv_params {
+    int64_t n, c, h, w;          /* input */
+    int64_t co, cig, cog, kh, kw; /* channels out, in and out per group, kernel */
+    int64_t sh, sw, ph, pw, dh, dw, oph, opw, groups;
+    int64_t ho, wo;
+} mt__conv_params;
+
+/* Checks the operands and the descriptor shared by conv2d and
+   conv_transpose2d and fills `p` (all but the output size). */
+static mt_status mt__conv_check(const char *func, const mt_tensor *out, const mt_tensor *x, const mt_tensor *w,
+                                const mt_tensor *bias, const mt_conv2d_desc *d, int transpose, mt__conv_params *p) {
+    char sx[160], sw[160];
+    mt_status s;
+    int i;
+    if (!out) return mt__fail(MT_ERR_ARGUMENT, func, "output tensor is NULL");
+    if ((s = mt__need_f32(func, "x", x)) != MT_OK) return s;
+    if ((s = mt__need_f32(func, "weight", w)) != MT_OK) return s;
+    if (bias && (s = mt__need_f32(func, "bias", bias)) != MT_OK) return s;
+    mt__shape_fmt(sx, sizeof sx, x->ndim, x->shape);
+    mt__shape_fmt(sw, sizeof sw, w->ndim, w->shape);
+    if (x->ndim != 4) return mt__fail(MT_ERR_SHAPE, func, "x %s must be 4-d [N, C, H, W]", sx);
+    if (w->ndim != 4)
+        return mt__fail(MT_ERR_SHAPE, func, "weight %s must be 4-d %s", sw,
+                        transpose ? "[C_in, C_out / groups, kH, kW]" : "[C_out, C_in / groups, kH, kW]");
+    if (d) {
+        for (i = 0; i < 2; i++)
+            if (d->stride[i] < 0 || d->padding[i] < 0 || d->dilation[i] < 0 || d->output_padding[i] < 0)
+                return mt__fail(MT_ERR_ARGUMENT, func,
+                                "stride (%d, %d), padding (%d, %d), dilation (%d, %d) and output_padding (%d, %d) "
+                                "must not be negative",
+                                d->stride[0], d->stride[1], d->padding[0], d->padding[1], d->dilation[0],
+                                d->dilation[1], d->output_padding[0], d->output_padding[1]);
+        if (d->groups < 0) return mt__fail(MT_ERR_ARGUMENT, func, "groups %d is negative", d->groups);
+    }
+    p->sh = d && d->stride[0] ? d->stride[0] : 1;
+    p->sw = d && d->stride[1] ? d->stride[1] : 1;
+    p->ph = d ? d->padding[0] : 0;
+    p->pw = d ? d->padding[1] : 0;
+    p->dh = d && d->dilation[0] ? d->dilation[0] : 1;
+    p->dw = d && d->dilation[1] ? d->dilation[1] : 1;
+    p->oph = d ? d->output_padding[0] : 0;
+    p->opw = d ? d->output_padding[1] : 0;
+    p->groups = d && d->groups ? d->groups : 1;
+    p->n = x->shape[0];
+    p->c = x->shape[1];
+    p->h = x->shape[2];
+    p->w = x->shape[3];
+    p->kh = w->shape[2];
+    p->kw = w->shape[3];
+    if (p->c % p->groups)
+        return mt__fail(MT_ERR_SHAPE, func, "x %s: %lld input channels do not split into %lld groups", sx,
+                        (long long)p->c, (long long)p->groups);
+    if (!transpose) {
+        p->co = w->shape[0];
+        p->cig = w->shape[1];
+        if (p->co % p->groups)
+            return mt__fail(MT_ERR_SHAPE, func, "weight %s: %lld output channels do not split into %lld groups", sw,
+                            (long long)p->co, (long long)p->groups);
+        if (p->cig * p->groups != p->c)
+            return mt__fail(MT_ERR_SHAPE, func,
+                            "weight %s expects %lld input channels per group, x %s has %lld channels in %lld groups",
+                            sw, (long long)p->cig, sx, (long long)p->c, (long long)p->groups);
+        p->cog = p->co / p->groups;
+    } else {
+        if (w->shape[0] != p->c)
+            return mt__fail(MT_ERR_SHAPE, func, "weight %s expects %lld input channels, x %s has %lld", sw,
+                            (long long)w->shape[0], sx, (long long)p->c);
+        p->cig = p->c / p->groups;
+        p->cog = w->shape[1];
+        p->co = p->cog * p->groups;
+        if ((p->oph >= p->sh && p->oph >= p->dh) || (p->opw >= p->sw && p->opw >= p->dw))
+            return mt__fail(MT_ERR_ARGUMENT, func,
+                            "output_padding (%lld, %lld) must be smaller than the stride (%lld, %lld) or the "
+                            "dilation (%lld, %lld)",
+                            (long long)p->oph, (long long)p->opw, (long long)p->sh, (long long)p->sw,
+                            (long long)p->dh, (long long)p->dw);
+    }
+    if (bias && (bias->ndim != 1 || bias->shape[0] != p->co)) {
+        char sb[160];
+        mt__shape_fmt(sb, sizeof sb, bias->ndim, bias->shape);
+        return mt__fail(MT_ERR_SHAPE, func, "bias %s must be [%lld] (output channels)", sb, (long long)p->co);
+    }
+    if (!transpose) {
+        int64_t eh = p->h + 2 * p->ph - p->dh * (p->kh - 1) - 1, ew = p->w + 2 * p->pw - p->dw * (p->kw - 1) - 1;
+        if (eh < 0 || ew < 0 || p->kh < 1 || p->kw < 1)
+            return mt__fail(MT_ERR_SHAPE, func,
+                            "kernel %lldx%lld (dilation %lld, %lld) is larger than the padded input %lldx%lld of x %s",
+                            (long long)p->kh, (long long)p->kw, (long long)p->dh, (long long)p->dw,
+                            (long long)(p->h + 2 * p->ph), (long long)(p->w + 2 * p->pw), sx);
+        p->ho = eh / p->sh + 1;
+        p->wo = ew / p->sw + 1;
+    } else {
+        p->ho = (p->h - 1) * p->sh - 2 * p->ph + p->dh * (p->kh - 1) + p->oph + 1;
+        p->wo = (p->w - 1) * p->sw - 2 * p->pw + p->dw * (p->kw - 1) + p->opw + 1;
+        if (p->ho < 1 || p->wo < 1 || p->kh < 1 || p->kw < 1 || p->h < 1 || p->w < 1)
+            return mt__fail(MT_ERR_SHAPE, func, "output size %lldx%lld of x %s and weight %s is not positive",
+                            (long long)p->ho, (long long)p->wo, sx, sw);
+    }
+    return MT_OK;
+}
+
+/* out[n, c, :, :] = bias[c] (or 0) for every image and channel. */
+static void mt__fill_bias(float *o, const mt_tensor *bias, int64_t n, int64_t c, int64_t hw) {
+    int64_t i, j, q;
+    for (i = 0; i < n; i++)
+        for (j = 0; j < c; j++) {
+            float v = bias ? ((const float *)bias->data)[j * bias->stride[0]] : 0.0f;
+            float *oc = o + (i * c + j) * hw;
+            for (q = 0; q < hw; q++) oc[q] = v;
+        }
+}
+
+/* A weight tensor whose last three dims are contiguous (one GEMM row per
+   output channel); copies when they are not. */
+static mt_status mt__weight_rows(const mt_tensor *w, mt_tensor *tmp, const mt_tensor **use) {
+    *use = w;
+    if (w->stride[3] == 1 && w->stride[2] == w->shape[3] && w->stride[1] == w->shape[2] * w->shape[3]) return MT_OK;
+    *use = tmp;
+    return mt_contiguous(tmp, w);
+}
+
+MTDEF mt_status mt_conv2d(mt_tensor *out, const mt_tensor *x, const mt_tensor *w, const mt_tensor *bias,
+                          const mt_conv2d_desc *d) {
+    mt__conv_params p;
+    mt__conv_geom geom;
+    mt__gemm g;
+    mt_tensor tmp, wtmp, *dst;
+    const mt_tensor *wu;
+    int64_t oshape[4], *offs = NULL, nb, bi, kk;
+    mt_status s = mt__conv_check("mt_conv2d", out, x, w, bias, d, 0, &p);
+    if (s != MT_OK) return s;
+    oshape[0] = p.n;
+    oshape[1] = p.co;
+    oshape[2] = p.ho;
+    oshape[3] = p.wo;
+    s = mt__out_begin("mt_conv2d", out, &tmp, mt__out_needs_temp(out, x, w, bias, NULL), 4, oshape, &dst);
+    if (s != MT_OK) return s;
+    if (mt_numel(dst) == 0) return mt__out_finish(out, &tmp, MT_OK);
+    memset(&wtmp, 0, sizeof wtmp);
+    if ((s = mt__weight_rows(w, &wtmp, &wu)) != MT_OK) return mt__out_finish(out, &tmp, s);
+    mt__fill_bias((float *)dst->data, bias, p.n, p.co, p.ho * p.wo);
+    kk = p.cig * p.kh * p.kw;
+    nb = p.n * p.groups;
+    offs = (int64_t *)MT_MALLOC(sizeof(int64_t) * 3 * (size_t)nb);
+    if (!offs) {
+        mt_release(&wtmp);
+        return mt__out_finish(out, &tmp, MT__FAIL(MT_ERR_MEMORY, "cannot allocate batch offsets"));
+    }
+    for (bi = 0; bi < nb; bi++) {
+        int64_t n = bi / p.groups, gi = bi % p.groups;
+        offs[bi] = gi * p.cog * wu->stride[0];
+        offs[nb + bi] = n * x->stride[0] + gi * p.cig * x->stride[1];
+        offs[2 * nb + bi] = (n * p.co + gi * p.cog) * p.ho * p.wo;
+    }
+    mt__gemm_init(&g);
+    g.m = p.cog;
+    g.n = p.ho * p.wo;
+    g.k = kk;
+    g.nbatch = nb;
+    g.beta = 1.0f;
+    g.a = (const float *)wu->data;
+    g.a_rs = wu->stride[0];
+    g.a_cs = 1;
+    g.a_off = offs;
+    g.b = (const float *)x->data;
+    g.b_off = offs + nb;
+    g.c = (float *)dst->data;
+    g.c_rs = p.ho * p.wo;
+    g.c_off = offs + 2 * nb;
+    if (p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.ph == 0 && p.pw == 0 && x->stride[3] == 1 &&
+        (x->stride[2] == p.w || p.h == 1)) {
+        /* 1x1: B is the input itself, [C_in, H W] */
+        g.b_rs = x->stride[1];
+        g.b_cs = 1;
+    } else {
+        geom.c = p.cig;
+        geom.h = p.h;
+        geom.w = p.w;
+        geom.cs = x->stride[1];
+        geom.hs = x->stride[2];
+        geom.ws = x->stride[3];
+        geom.kh = p.kh;
+        geom.kw = p.kw;
+        geom.sh = p.sh;
+        geom.sw = p.sw;
+        geom.ph = p.ph;
+        geom.pw = p.pw;
+        geom.dh = p.dh;
+        geom.dw = p.dw;
+        geom.ho = p.ho;
+        geom.wo = p.wo;
+        g.conv = &geom;
+    }
+    s = mt__gemm_run("mt_conv2d", &g);
+    MT_FREE(offs);
+    mt_release(&wtmp);
+    return mt__out_finish(out, &tmp, s);
+}
+
+/* ---- conv_transpose2d: GEMM into columns, then a gather ---------------- */
+
+typedef struct mt__col2im {
+    const mt__conv_params *p;
+    const float *col;  /* [groups][C_out/g * kH * kW][H * W] of one image */
+    float *out;        /* [C_out][H_out][W_out] of one image, holds the bias */
+} mt__col2im;
+
+/* Output rows (channel, oy): each output sums the columns that land on it,
+   kernel taps in a fixed order. */
+static void mt__col2im_rows(void *ctx, int64_t r0, int64_t r1) {
+    const mt__col2im *c = (const mt__col2im *)ctx;
+    const mt__conv_params *p = c->p;
+    int64_t r, ox, u, v, hw = p->h * p->w;
+    for (r = r0; r < r1; r++) {
+        int64_t co = r / p->ho, oy = r % p->ho;
+        const float *cc = c->col + co * p->kh * p->kw * hw; /* groups are consecutive channel blocks */
+        float *o = c->out + r * p->wo;
+        for (ox = 0; ox < p->wo; ox++) {
+            float acc = o[ox];
+            for (u = 0; u < p->kh; u++) {
+                int64_t ty = oy + p->ph - u * p->dh, iy;
+                if (ty < 0 || ty % p->sh) continue;
+                iy = ty / p->sh;
+                if (iy >= p->h) continue;
+                for (v = 0; v < p->kw; v++) {
+                    int64_t tx = ox + p->pw - v * p->dw, ix;
+                    if (tx < 0 || tx % p->sw) continue;
+                    ix = tx / p->sw;
+                    if (ix >= p->w) continue;
+                    acc += cc[(u * p->kw + v) * hw + iy * p->w + ix];
+                }
+            }
+            o[ox] = acc;
+        }
+    }
+}
+
+MTDEF mt_status mt_conv_transpose2d(mt_tensor *out, const mt_tensor *x, const mt_tensor *w, const mt_tensor *bias,
+                                    const mt_conv2d_desc *d) {
+    mt__conv_params p;
+    mt__gemm g;
+    mt__col2im cj;
+    mt_tensor tmp, wtmp, xtmp, *dst;
+    const mt_tensor *wu, *xu = x;
+    int64_t oshape[4], *offs = NULL, n, gi, kk, hw;
+    float *col = NULL;
+    mt_status s = mt__conv_check("mt_conv_transpose2d", out, x, w, bias, d, 1, &p);
+    if (s != MT_OK) return s;
+    oshape[0] = p.n;
+    oshape[1] = p.co;
+    oshape[2] = p.ho;
+    oshape[3] = p.wo;
+    s = mt__out_begin("mt_conv_transpose2d", out, &tmp, mt__out_needs_temp(out, x, w, bias, NULL), 4, oshape, &dst);
+    if (s != MT_OK) return s;
+    if (mt_numel(dst) == 0) return mt__out_finish(out, &tmp, MT_OK);
+    memset(&wtmp, 0, sizeof wtmp);
+    memset(&xtmp, 0, sizeof xtmp);
+    if ((s = mt__weight_rows(w, &wtmp, &wu)) != MT_OK) return mt__out_finish(out, &tmp, s);
+    if (!(x->stride[3] == 1 && (x->stride[2] == p.w || p.h == 1))) {
+        if ((s = mt_contiguous(&xtmp, x)) != MT_OK) {
+            mt_release(&wtmp);
+            return mt__out_finish(out, &tmp, s);
+        }
+        xu = &xtmp;
+    }
+    mt__fill_bias((float *)dst->data, bias, p.n, p.co, p.ho * p.wo);
+    kk = p.kh * p.kw;
+    hw = p.h * p.w;
+    col = (float *)MT_MALLOC(sizeof(float) * (size_t)(p.co * kk * hw));
+    offs = (int64_t *)MT_MALLOC(sizeof(int64_t) * 3 * (size_t)p.groups);
+    if (!col || !offs) {
+        MT_FREE(col);
+        MT_FREE(offs);
+        mt_release(&wtmp);
+        mt_release(&xtmp);
+        return mt__out_finish(out, &tmp,
+                              MT__FAIL(MT_ERR_MEMORY, "cannot allocate the %lld-float column buffer",
+                                       (long long)(p.co * kk * hw)));
+    }
+    for (n = 0; n < p.n && s == MT_OK; n++) {
+        /* col[g][(co, u, v), (iy, ix)] = sum_ci w[g C_in/g + ci][co][u][v] x[n][g C_in/g + ci][iy][ix] */
+        for (gi = 0; gi < p.groups; gi++) {
+            offs[gi] = gi * p.cig * wu->stride[0];
+            offs[p.groups + gi] = n * xu->stride[0] + gi * p.cig * xu->stride[1];
+            offs[2 * p.groups + gi] = gi * p.cog * kk * hw;
+        }
+        mt__gemm_init(&g);
+        g.m = p.cog * kk;
+        g.n = hw;
+        g.k = p.cig;
+        g.nbatch = p.groups;
+        g.a = (const float *)wu->data;
+        g.a_rs = 1;
+        g.a_cs = wu->stride[0];
+        g.a_off = offs;
+        g.b = (const float *)xu->data;
+        g.b_rs = xu->stride[1];
+        g.b_cs = 1;
+        g.b_off = offs + p.groups;
+        g.c = col;
+        g.c_rs = hw;
+        g.c_off = offs + 2 * p.groups;
+        s = mt__gemm_run("mt_conv_transpose2d", &g);
+        if (s != MT_OK) break;
+        cj.p = &p;
+        cj.col = col;
+        cj.out = (float *)dst->data + n * p.co * p.ho * p.wo;
+        mt_parallel_for(p.co * p.ho, mt__max64(1, 4096 / mt__max64(1, p.wo * kk)), mt__col2im_rows, &cj);
+    }
+    MT_FREE(col);
+    MT_FREE(offs);
+    mt_release(&wtmp);
+    mt_release(&xtmp);
     return mt__out_finish(out, &tmp, s);
 }
 

@@ -500,6 +500,289 @@ static void test_linear(void) {
     }
 }
 
+/* ---- conv2d ------------------------------------------------------------- */
+
+typedef struct conv_case {
+    int64_t n, c, h, w, co, kh, kw;
+    int sh, sw, ph, pw, dh, dw, groups;
+} conv_case;
+
+static int check_conv(const mt_tensor *x, const mt_tensor *w, const mt_tensor *bias, const mt_conv2d_desc *d,
+                      const mt_tensor *out) {
+    int64_t n = x->shape[0], c = x->shape[1], h = x->shape[2], wd = x->shape[3];
+    int64_t co = w->shape[0], cig = w->shape[1], kh = w->shape[2], kw = w->shape[3];
+    int64_t sh = d->stride[0] ? d->stride[0] : 1, sw = d->stride[1] ? d->stride[1] : 1;
+    int64_t dh = d->dilation[0] ? d->dilation[0] : 1, dw = d->dilation[1] ? d->dilation[1] : 1;
+    int64_t g = d->groups ? d->groups : 1, cog = co / g;
+    int64_t ho = (h + 2 * d->padding[0] - dh * (kh - 1) - 1) / sh + 1;
+    int64_t wo = (wd + 2 * d->padding[1] - dw * (kw - 1) - 1) / sw + 1;
+    int64_t i, o, y, xx, ci, u, v;
+    int ok = 1;
+    (void)c;
+    if (out->ndim != 4 || out->shape[0] != n || out->shape[1] != co || out->shape[2] != ho || out->shape[3] != wo)
+        return 0;
+    for (i = 0; i < n; i++)
+        for (o = 0; o < co; o++)
+            for (y = 0; y < ho; y++)
+                for (xx = 0; xx < wo; xx++) {
+                    double ref = bias ? mt_f32(bias)[o * bias->stride[0]] : 0.0, sa = fabs(ref);
+                    int64_t gi = o / cog;
+                    for (ci = 0; ci < cig; ci++)
+                        for (u = 0; u < kh; u++)
+                            for (v = 0; v < kw; v++) {
+                                int64_t iy = y * sh - d->padding[0] + u * dh, ix = xx * sw - d->padding[1] + v * dw;
+                                double a, b;
+                                if (iy < 0 || iy >= h || ix < 0 || ix >= wd) continue;
+                                a = at4(x, i, gi * cig + ci, iy, ix);
+                                b = at4(w, o, ci, u, v);
+                                ref += a * b;
+                                sa += fabs(a * b);
+                            }
+                    if (!(fabs(at4(out, i, o, y, xx) - ref) <= bound(sa, cig * kh * kw + 1))) {
+                        if (ok) printf("     out[%lld, %lld, %lld, %lld] = %.9g, want %.9g\n", (long long)i,
+                                       (long long)o, (long long)y, (long long)xx, at4(out, i, o, y, xx), ref);
+                        ok = 0;
+                    }
+                }
+    return ok;
+}
+
+static void desc_of(const conv_case *k, mt_conv2d_desc *d) {
+    memset(d, 0, sizeof *d);
+    d->stride[0] = k->sh;
+    d->stride[1] = k->sw;
+    d->padding[0] = k->ph;
+    d->padding[1] = k->pw;
+    d->dilation[0] = k->dh;
+    d->dilation[1] = k->dw;
+    d->groups = k->groups;
+}
+
+static void test_conv2d(void) {
+    static const conv_case cases[] = {
+        /* n  c   h   w  co kh kw sh sw ph pw dh dw g */
+        {2, 7, 5, 6, 17, 1, 1, 0, 0, 0, 0, 0, 0, 0},   /* 1x1 */
+        {1, 17, 9, 11, 19, 3, 3, 1, 1, 1, 1, 1, 1, 1},  /* 3x3 pad 1 */
+        {2, 5, 13, 10, 7, 3, 3, 2, 2, 1, 1, 0, 0, 0},   /* stride 2 */
+        {1, 3, 12, 12, 5, 3, 3, 1, 1, 2, 2, 2, 2, 0},   /* dilation 2 */
+        {1, 6, 8, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 2},     /* groups 2 */
+        {1, 4, 7, 7, 4, 3, 3, 1, 1, 1, 1, 1, 1, 4},     /* depthwise */
+        {1, 3, 9, 7, 6, 3, 1, 1, 2, 1, 0, 1, 1, 1},     /* non-square */
+        {1, 50, 17, 17, 65, 3, 3, 1, 1, 1, 1, 1, 1, 1}, /* depth 450 > one block, runs across rows */
+        {1, 3, 6, 40, 33, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* rows wider than a panel */
+        {1, 2, 5, 5, 3, 5, 5, 1, 1, 0, 0, 1, 1, 1},     /* kernel = image: 1x1 output */
+        {1, 3, 4, 4, 2, 1, 1, 2, 2, 0, 0, 1, 1, 1},     /* 1x1 stride 2 */
+        {1, 8, 11, 9, 9, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* 1x1 with padding */
+        {3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1}};    /* all ones */
+    int p;
+    size_t z;
+    for (p = 0; p < npaths; p++) {
+        int ok = 1;
+        mt_set_simd(paths[p]);
+        for (z = 0; z < sizeof cases / sizeof *cases; z++) {
+            const conv_case *k = &cases[z];
+            mt_tensor x = {0}, w = {0}, b = {0}, o = {0};
+            mt_conv2d_desc d;
+            int64_t g = k->groups ? k->groups : 1;
+            int r;
+            if (valgrind_run && k->c > 40) continue;
+            desc_of(k, &d);
+            mt_empty(&x, MT_F32, 4, (const int64_t[]){k->n, k->c, k->h, k->w});
+            mt_empty(&w, MT_F32, 4, (const int64_t[]){k->co, k->c / g, k->kh, k->kw});
+            mt_empty(&b, MT_F32, 1, (const int64_t[]){k->co});
+            fill_rand(&x);
+            fill_rand(&w);
+            fill_rand(&b);
+            r = mt_conv2d(&o, &x, &w, (z & 1) ? &b : NULL, &d) == MT_OK && check_conv(&x, &w, (z & 1) ? &b : NULL, &d, &o);
+            if (!r) printf("     %s: conv case %d failed (%s)\n", mt_simd_name(paths[p]), (int)z, mt_last_error());
+            ok &= r;
+            mt_release(&x);
+            mt_release(&w);
+            mt_release(&b);
+            mt_release(&o);
+        }
+        CHECK(ok, "%s: conv2d on 13 shapes (1x1, 3x3, stride, padding, dilation, groups, depthwise) matches the loop",
+              mt_simd_name(paths[p]));
+        /* strided input views: NHWC storage seen as NCHW, and a spatial slice */
+        {
+            mt_tensor nhwc = {0}, x = {0}, xs = {0}, w = {0}, o = {0}, w3 = {0};
+            mt_conv2d_desc d;
+            memset(&d, 0, sizeof d);
+            d.padding[0] = d.padding[1] = 1;
+            mt_empty(&nhwc, MT_F32, 4, (const int64_t[]){2, 9, 10, 5});
+            fill_rand(&nhwc);
+            mt_view_permute(&x, &nhwc, (const int[]){0, 3, 1, 2}); /* [2, 5, 9, 10] */
+            mt_empty(&w, MT_F32, 4, (const int64_t[]){7, 5, 3, 3});
+            fill_rand(&w);
+            CHECK(mt_conv2d(&o, &x, &w, NULL, &d) == MT_OK && check_conv(&x, &w, NULL, &d, &o),
+                  "%s: conv2d of a permuted (NHWC storage) input", mt_simd_name(paths[p]));
+            mt_release(&o);
+            mt_view_slice(&xs, &x, 3, 1, 10, 2); /* width stride 2 */
+            CHECK(mt_conv2d(&o, &xs, &w, NULL, &d) == MT_OK && check_conv(&xs, &w, NULL, &d, &o),
+                  "%s: conv2d of a column-strided slice", mt_simd_name(paths[p]));
+            mt_release(&o);
+            mt_view_slice(&w3, &w, 2, 0, 3, 2); /* [7, 5, 2, 3] non-contiguous weight */
+            CHECK(mt_conv2d(&o, &x, &w3, NULL, &d) == MT_OK && check_conv(&x, &w3, NULL, &d, &o),
+                  "%s: conv2d with a sliced (non-contiguous) weight", mt_simd_name(paths[p]));
+            mt_release(&o);
+            d.padding[0] = d.padding[1] = 0;
+            mt_view_slice(&w3, &w, 2, 1, 2, 1);
+            mt_view_slice(&w3, &w3, 3, 1, 2, 1); /* [7, 5, 1, 1] */
+            CHECK(mt_conv2d(&o, &x, &w3, NULL, &d) == MT_OK && check_conv(&x, &w3, NULL, &d, &o),
+                  "%s: 1x1 conv2d of a permuted input", mt_simd_name(paths[p]));
+            mt_release(&o);
+            mt_release(&nhwc);
+            mt_release(&x);
+            mt_release(&xs);
+            mt_release(&w);
+            mt_release(&w3);
+        }
+    }
+    mt_set_simd(MT_SIMD_AUTO);
+    {
+        mt_tensor x = {0}, w = {0}, b = {0}, o = {0};
+        mt_conv2d_desc d;
+        memset(&d, 0, sizeof d);
+        mt_zeros(&x, MT_F32, 4, (const int64_t[]){1, 4, 5, 5});
+        mt_zeros(&w, MT_F32, 4, (const int64_t[]){6, 3, 3, 3});
+        CHECK(mt_conv2d(&o, &x, &w, NULL, NULL) == MT_ERR_SHAPE && strstr(mt_last_error(), "[6, 3, 3, 3]") &&
+                  strstr(mt_last_error(), "[1, 4, 5, 5]"),
+              "channel mismatch names both shapes: %s", mt_last_error());
+        mt_release(&w);
+        mt_zeros(&w, MT_F32, 4, (const int64_t[]){6, 2, 3, 3});
+        d.groups = 3;
+        CHECK(mt_conv2d(&o, &x, &w, NULL, &d) == MT_ERR_SHAPE && strstr(mt_last_error(), "groups"),
+              "groups not dividing channels: %s", mt_last_error());
+        d.groups = 2;
+        CHECK(mt_conv2d(&o, &x, &w, NULL, &d) == MT_OK && o.shape[2] == 3, "groups 2 accepted");
+        mt_release(&o);
+        mt_release(&w);
+        mt_zeros(&w, MT_F32, 4, (const int64_t[]){6, 4, 7, 7});
+        CHECK(mt_conv2d(&o, &x, &w, NULL, NULL) == MT_ERR_SHAPE && strstr(mt_last_error(), "larger"),
+              "kernel larger than the input: %s", mt_last_error());
+        d.groups = 0;
+        d.padding[0] = -1;
+        CHECK(mt_conv2d(&o, &x, &w, NULL, &d) == MT_ERR_ARGUMENT, "negative padding refused");
+        mt_release(&w);
+        mt_zeros(&w, MT_F32, 4, (const int64_t[]){6, 4, 3, 3});
+        mt_zeros(&b, MT_F32, 1, (const int64_t[]){5});
+        CHECK(mt_conv2d(&o, &x, &w, &b, NULL) == MT_ERR_SHAPE && strstr(mt_last_error(), "bias [5]"),
+              "bias size mismatch: %s", mt_last_error());
+        CHECK(mt_conv2d(&o, &b, &w, NULL, NULL) == MT_ERR_SHAPE, "1-d input refused");
+        CHECK(o.data == NULL, "failed conv leaves out empty");
+        mt_release(&x);
+        mt_release(&w);
+        mt_release(&b);
+    }
+}
+
+/* ---- conv_transpose2d ----------------------------------------------------- */
+
+static int check_convt(const mt_tensor *x, const mt_tensor *w, const mt_tensor *bias, const mt_conv2d_desc *d,
+                       const mt_tensor *out) {
+    int64_t n = x->shape[0], c = x->shape[1], h = x->shape[2], wd = x->shape[3];
+    int64_t cog = w->shape[1], kh = w->shape[2], kw = w->shape[3];
+    int64_t sh = d->stride[0] ? d->stride[0] : 1, sw = d->stride[1] ? d->stride[1] : 1;
+    int64_t dh = d->dilation[0] ? d->dilation[0] : 1, dw = d->dilation[1] ? d->dilation[1] : 1;
+    int64_t g = d->groups ? d->groups : 1, cig = c / g, co = cog * g;
+    int64_t ho = (h - 1) * sh - 2 * d->padding[0] + dh * (kh - 1) + d->output_padding[0] + 1;
+    int64_t wo = (wd - 1) * sw - 2 * d->padding[1] + dw * (kw - 1) + d->output_padding[1] + 1;
+    double *ref, *sa;
+    int64_t i, ci, y, xx, u, v, o, idx;
+    int ok = 1;
+    if (out->ndim != 4 || out->shape[0] != n || out->shape[1] != co || out->shape[2] != ho || out->shape[3] != wo)
+        return 0;
+    ref = (double *)calloc((size_t)(n * co * ho * wo), sizeof(double));
+    sa = (double *)calloc((size_t)(n * co * ho * wo), sizeof(double));
+    for (i = 0; i < n; i++)
+        for (ci = 0; ci < c; ci++)
+            for (y = 0; y < h; y++)
+                for (xx = 0; xx < wd; xx++)
+                    for (o = 0; o < cog; o++)
+                        for (u = 0; u < kh; u++)
+                            for (v = 0; v < kw; v++) {
+                                int64_t oy = y * sh - d->padding[0] + u * dh, ox = xx * sw - d->padding[1] + v * dw;
+                                int64_t oc = (ci / cig) * cog + o;
+                                double p;
+                                if (oy < 0 || oy >= ho || ox < 0 || ox >= wo) continue;
+                                p = (double)at4(x, i, ci, y, xx) * at4(w, ci, o, u, v);
+                                idx = ((i * co + oc) * ho + oy) * wo + ox;
+                                ref[idx] += p;
+                                sa[idx] += fabs(p);
+                            }
+    for (i = 0; i < n; i++)
+        for (o = 0; o < co; o++)
+            for (y = 0; y < ho; y++)
+                for (xx = 0; xx < wo; xx++) {
+                    double b = bias ? mt_f32(bias)[o] : 0.0;
+                    idx = ((i * co + o) * ho + y) * wo + xx;
+                    if (!(fabs(at4(out, i, o, y, xx) - (ref[idx] + b)) <= bound(sa[idx] + fabs(b), cig * kh * kw + 1)))
+                        ok = 0;
+                }
+    free(ref);
+    free(sa);
+    return ok;
+}
+
+static void test_conv_transpose2d(void) {
+    static const conv_case cases[] = {
+        /* n  c  h  w co kh kw sh sw ph pw dh dw g   (co = C_out per group) */
+        {1, 4, 5, 5, 3, 4, 4, 2, 2, 1, 1, 1, 1, 1},  /* x2 upsampling */
+        {2, 3, 4, 6, 5, 3, 3, 2, 2, 1, 1, 1, 1, 1},  /* with output_padding 1 */
+        {1, 6, 3, 4, 2, 3, 3, 1, 1, 0, 0, 2, 2, 2},  /* dilation, groups */
+        {1, 17, 7, 9, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1}, /* 1x1 */
+        {1, 2, 1, 1, 3, 2, 3, 3, 1, 0, 1, 1, 1, 1}}; /* 1x1 input */
+    int p;
+    size_t z;
+    for (p = 0; p < npaths; p++) {
+        int ok = 1;
+        mt_set_simd(paths[p]);
+        for (z = 0; z < sizeof cases / sizeof *cases; z++) {
+            const conv_case *k = &cases[z];
+            mt_tensor x = {0}, w = {0}, b = {0}, o = {0};
+            mt_conv2d_desc d;
+            int64_t g = k->groups ? k->groups : 1;
+            int r;
+            desc_of(k, &d);
+            if (z == 1) d.output_padding[0] = d.output_padding[1] = 1;
+            mt_empty(&x, MT_F32, 4, (const int64_t[]){k->n, k->c, k->h, k->w});
+            mt_empty(&w, MT_F32, 4, (const int64_t[]){k->c, k->co, k->kh, k->kw});
+            mt_empty(&b, MT_F32, 1, (const int64_t[]){k->co * g});
+            fill_rand(&x);
+            fill_rand(&w);
+            fill_rand(&b);
+            r = mt_conv_transpose2d(&o, &x, &w, (z & 1) ? NULL : &b, &d) == MT_OK &&
+                check_convt(&x, &w, (z & 1) ? NULL : &b, &d, &o);
+            if (!r) printf("     %s: conv_transpose case %d failed (%s)\n", mt_simd_name(paths[p]), (int)z, mt_last_error());
+            ok &= r;
+            mt_release(&x);
+            mt_release(&w);
+            mt_release(&b);
+            mt_release(&o);
+        }
+        CHECK(ok, "%s: conv_transpose2d on 5 shapes (stride, output_padding, dilation, groups) matches the loop",
+              mt_simd_name(paths[p]));
+    }
+    mt_set_simd(MT_SIMD_AUTO);
+    {
+        mt_tensor x = {0}, w = {0}, o = {0};
+        mt_conv2d_desc d;
+        memset(&d, 0, sizeof d);
+        d.stride[0] = d.stride[1] = 2;
+        d.output_padding[0] = 2;
+        mt_zeros(&x, MT_F32, 4, (const int64_t[]){1, 4, 5, 5});
+        mt_zeros(&w, MT_F32, 4, (const int64_t[]){4, 3, 3, 3});
+        CHECK(mt_conv_transpose2d(&o, &x, &w, NULL, &d) == MT_ERR_ARGUMENT && strstr(mt_last_error(), "output_padding"),
+              "output_padding >= stride refused: %s", mt_last_error());
+        mt_release(&w);
+        mt_zeros(&w, MT_F32, 4, (const int64_t[]){3, 3, 3, 3});
+        CHECK(mt_conv_transpose2d(&o, &x, &w, NULL, NULL) == MT_ERR_SHAPE && strstr(mt_last_error(), "[3, 3, 3, 3]"),
+              "input channel mismatch: %s", mt_last_error());
+        mt_release(&x);
+        mt_release(&w);
+    }
+}
+
 /* ---- thread counts -------------------------------------------------------- */
 
 static void test_thread_identity(void) {
@@ -538,6 +821,8 @@ int main(void) {
     test_gemm();
     test_matmul();
     test_linear();
+    test_conv2d();
+    test_conv_transpose2d();
     test_thread_identity();
     mt_threads_shutdown();
     return test_finish();
