@@ -311,6 +311,17 @@ MTDEF mt_status mt_conv2d(mt_tensor *out, const mt_tensor *x, const mt_tensor *w
 MTDEF mt_status mt_conv_transpose2d(mt_tensor *out, const mt_tensor *x, const mt_tensor *w, const mt_tensor *bias,
                                     const mt_conv2d_desc *d);
 
+/* Scaled dot-product attention, as torch.nn.functional.
+   scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale):
+   out = softmax(q k^T * scale + mask) v with q [B, H, Sq, D],
+   k [B, H, Sk, D], v [B, H, Sk, Dv] -> out [B, H, Sq, Dv]. `mask` is NULL or
+   an additive float mask that broadcasts to [B, H, Sq, Sk] (use -INFINITY
+   to hide a key; a row whose keys are all hidden gives NaN, as PyTorch).
+   scale <= 0 means 1 / sqrt(D). Computed in tiles with an online softmax:
+   memory is linear in the sequence length (no Sq x Sk buffer); threaded over
+   batch, head and query tile. */
+MTDEF mt_status mt_attention(mt_tensor *out, const mt_tensor *q, const mt_tensor *k, const mt_tensor *v,
+                             const mt_tensor *mask, float scale);
 
 /* ======================================================================
    SECTION schedulers: timesteps, sigmas, step functions
@@ -2816,6 +2827,296 @@ MTDEF mt_status mt_conv_transpose2d(mt_tensor *out, const mt_tensor *x, const mt
     MT_FREE(offs);
     mt_release(&wtmp);
     mt_release(&xtmp);
+    return mt__out_finish(out, &tmp, s);
+}
+
+/* ---- attention ------------------------------------------------------- */
+
+/* A query tile is `w` queries (the B-panel width nr), held in vector lanes.
+   Per key block of MT__ATT_BC keys:
+     S^T [keys, w]  = K_block (packed as A panels) x (scale Q_tile)^T (a B panel)
+     S^T += mask, online softmax down the keys (m, l, corr per query lane)
+     O^T [Dv, w]    = corr O^T + V_block^T (A panels) x S^T (read as a B panel)
+   S^T is written by the micro-kernel in exactly the layout the second
+   product reads, and every reduction runs down the rows, lane-parallel.
+   Memory per task: K and V of one head packed, plus O(w (Dv + MT__ATT_BC)). */
+
+#define MT__ATT_BC 252 /* keys per block: a multiple of every path's mr (14, 6, 4) */
+
+/* s[j * w + i], j < rows: m[i] = running max, l[i] = running sum; sets
+   corr[i] = exp(m_old - m_new) and s = exp(s - m_new). A query whose keys
+   so far are all -inf keeps m = -inf and contributes zeros. */
+static void mt__softmax_block_c(float *s, int64_t rows, int w, float *m, float *l, float *corr) {
+    float mx[64], ms[64], sum[64];
+    int64_t j;
+    int i;
+    for (i = 0; i < w; i++) {
+        mx[i] = m[i];
+        sum[i] = 0.0f;
+    }
+    for (j = 0; j < rows; j++)
+        for (i = 0; i < w; i++) mx[i] = s[j * w + i] > mx[i] ? s[j * w + i] : mx[i];
+    for (i = 0; i < w; i++) {
+        ms[i] = mx[i] == -INFINITY ? 0.0f : mx[i];
+        corr[i] = expf(m[i] - ms[i]);
+        m[i] = mx[i];
+    }
+    for (j = 0; j < rows; j++)
+        for (i = 0; i < w; i++) {
+            float e = expf(s[j * w + i] - ms[i]);
+            s[j * w + i] = e;
+            sum[i] += e;
+        }
+    for (i = 0; i < w; i++) l[i] = l[i] * corr[i] + sum[i];
+}
+
+#if defined(MT__X86)
+/* exp(x) within 2 ulp on [-87, 88]: x = n ln2 + r, e^r by a degree-7
+   polynomial (Cephes expf), 2^n by scalef; exp(-inf) = 0, NaN stays. */
+MT__AVX512 MT__INLINE __m512 mt__exp512(__m512 x) {
+    __m512 n, r, p;
+    x = _mm512_min_ps(_mm512_set1_ps(100.0f), _mm512_max_ps(_mm512_set1_ps(-110.0f), x));
+    n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+MT__AVX512 static void mt__softmax_block_avx512(float *s, int64_t rows, int w, float *m, float *l, float *corr) {
+    int v;
+    int64_t j;
+    for (v = 0; v + 16 <= w; v += 16) {
+        __m512 mold = _mm512_loadu_ps(m + v), mx = mold, ms, c, sum = _mm512_setzero_ps();
+        for (j = 0; j < rows; j++) mx = _mm512_max_ps(mx, _mm512_loadu_ps(s + j * w + v));
+        ms = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(mx, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ), mx,
+                                  _mm512_setzero_ps());
+        c = mt__exp512(_mm512_sub_ps(mold, ms));
+        for (j = 0; j < rows; j++) {
+            __m512 e = mt__exp512(_mm512_sub_ps(_mm512_loadu_ps(s + j * w + v), ms));
+            _mm512_storeu_ps(s + j * w + v, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        _mm512_storeu_ps(l + v, _mm512_fmadd_ps(_mm512_loadu_ps(l + v), c, sum));
+        _mm512_storeu_ps(m + v, mx);
+        _mm512_storeu_ps(corr + v, c);
+    }
+}
+
+/* exp(x) for x <= 88 (softmax arguments are <= 0): as mt__exp512 with 2^n
+   built in the exponent bits; below -87 the result is 0. */
+MT__AVX2 MT__INLINE __m256 mt__exp256(__m256 x) {
+    __m256 n, r, p, lo = _mm256_set1_ps(-87.0f), tiny = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    __m256i e;
+    x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(lo, x));
+    n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    p = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    p = _mm256_andnot_ps(tiny, p);
+    /* NaN in, NaN out */
+    return _mm256_blendv_ps(p, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+MT__AVX2 static void mt__softmax_block_avx2(float *s, int64_t rows, int w, float *m, float *l, float *corr) {
+    int v;
+    int64_t j;
+    for (v = 0; v + 8 <= w; v += 8) {
+        __m256 mold = _mm256_loadu_ps(m + v), mx = mold, ms, c, sum = _mm256_setzero_ps();
+        for (j = 0; j < rows; j++) mx = _mm256_max_ps(mx, _mm256_loadu_ps(s + j * w + v));
+        ms = _mm256_blendv_ps(mx, _mm256_setzero_ps(), _mm256_cmp_ps(mx, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ));
+        c = mt__exp256(_mm256_sub_ps(mold, ms));
+        for (j = 0; j < rows; j++) {
+            __m256 e = mt__exp256(_mm256_sub_ps(_mm256_loadu_ps(s + j * w + v), ms));
+            _mm256_storeu_ps(s + j * w + v, e);
+            sum = _mm256_add_ps(sum, e);
+        }
+        _mm256_storeu_ps(l + v, _mm256_fmadd_ps(_mm256_loadu_ps(l + v), c, sum));
+        _mm256_storeu_ps(m + v, mx);
+        _mm256_storeu_ps(corr + v, c);
+    }
+}
+#endif
+
+typedef struct mt__attn {
+    const mt__arch *ar;
+    void (*softmax)(float *s, int64_t rows, int w, float *m, float *l, float *corr);
+    int64_t b, h, sq, sk, d, dv;
+    int64_t chunks, tiles;        /* query chunks per head, query tiles per chunk */
+    float scale;
+    const float *q, *k, *v, *mask;
+    int64_t qs[4], ks[4], vs[4], ms[4]; /* strides; mask broadcast (0 where broadcast) */
+    float *out;                   /* contiguous [B, H, Sq, Dv] */
+    int64_t kp_floats, vp_floats; /* packed K and V of one head */
+    mt__slots ws;
+} mt__attn;
+
+static void mt__attn_task(const mt__attn *at, int64_t task, float *ws) {
+    const mt__arch *ar = at->ar;
+    const int mr = ar->mr, w = ar->nr;
+    int64_t bh = task / at->chunks, chunk = task % at->chunks, bi = bh / at->h, hi = bh % at->h;
+    int64_t dvp = mt__ceil_div(at->dv, mr) * mr, t, t0 = chunk * at->tiles, t1, j0, i, dd, j;
+    const float *q = at->q + bi * at->qs[0] + hi * at->qs[1];
+    const float *k = at->k + bi * at->ks[0] + hi * at->ks[1];
+    const float *v = at->v + bi * at->vs[0] + hi * at->vs[1];
+    const float *mk = at->mask ? at->mask + bi * at->ms[0] + hi * at->ms[1] : NULL;
+    float *kp = ws, *vp = kp + at->kp_floats, *qp = vp + at->vp_floats;
+    float *st = qp + (at->d * w + 15) / 16 * 16, *ot = st + MT__ATT_BC * w, *m = ot + dvp * w, *l = m + w,
+          *corr = l + w;
+    t1 = mt__min64(t0 + at->tiles, mt__ceil_div(at->sq, w));
+    if (t0 >= t1) return;
+    /* K as A panels (keys x D) and V^T as A panels (Dv x keys) */
+    ar->pack(k, at->ks[2], at->ks[3], at->sk, at->d, mr, 1.0f, kp);
+    ar->pack(v, at->vs[3], at->vs[2], at->dv, at->sk, mr, 1.0f, vp);
+    for (t = t0; t < t1; t++) {
+        int64_t q0 = t * w, qn = mt__min64(w, at->sq - q0);
+        ar->pack(q + q0 * at->qs[2], at->qs[2], at->qs[3], qn, at->d, w, at->scale, qp);
+        for (i = 0; i < w; i++) {
+            m[i] = -INFINITY;
+            l[i] = 0.0f;
+        }
+        memset(ot, 0, sizeof(float) * (size_t)(dvp * w));
+        for (j0 = 0; j0 < at->sk; j0 += MT__ATT_BC) {
+            int64_t bc = mt__min64(MT__ATT_BC, at->sk - j0), r;
+            for (r = 0; r < bc; r += mr)
+                ar->kernel(at->d, kp + (j0 + r) * at->d, qp, w, st + r * w, w, (int)mt__min64(mr, bc - r), w, 0.0f);
+            if (mk)
+                for (j = 0; j < bc; j++)
+                    for (i = 0; i < qn; i++) st[j * w + i] += mk[(q0 + i) * at->ms[2] + (j0 + j) * at->ms[3]];
+            at->softmax(st, bc, w, m, l, corr);
+            for (dd = 0; dd < at->dv; dd++)
+                for (i = 0; i < w; i++) ot[dd * w + i] *= corr[i];
+            for (r = 0; r < at->dv; r += mr)
+                ar->kernel(bc, vp + r * at->sk + j0 * mr, st, w, ot + r * w, w, (int)mt__min64(mr, at->dv - r), w,
+                           1.0f);
+        }
+        {
+            float *o = at->out + (bh * at->sq + q0) * at->dv;
+            for (i = 0; i < qn; i++)
+                for (dd = 0; dd < at->dv; dd++) o[i * at->dv + dd] = ot[dd * w + i] / l[i];
+        }
+    }
+}
+
+static void mt__attn_chunk(void *ctx, int64_t t0, int64_t t1) {
+    mt__attn *at = (mt__attn *)ctx;
+    void *own;
+    int slot;
+    int64_t t;
+    float *ws = mt__slots_take(&at->ws, &slot, &own);
+    if (!ws) return;
+    for (t = t0; t < t1; t++) mt__attn_task(at, t, ws);
+    mt__slots_give(&at->ws, slot, own);
+}
+
+MTDEF mt_status mt_attention(mt_tensor *out, const mt_tensor *q, const mt_tensor *k, const mt_tensor *v,
+                             const mt_tensor *mask, float scale) {
+    mt__attn at;
+    mt_tensor tmp, *dst;
+    int64_t oshape[4], tiles, ntasks, want, dvp;
+    int threads, i;
+    mt_status s;
+    char sq[160], sk[160], sv[160];
+    if (!out) return MT__FAIL(MT_ERR_ARGUMENT, "output tensor is NULL");
+    if ((s = mt__need_f32("mt_attention", "q", q)) != MT_OK) return s;
+    if ((s = mt__need_f32("mt_attention", "k", k)) != MT_OK) return s;
+    if ((s = mt__need_f32("mt_attention", "v", v)) != MT_OK) return s;
+    if (mask && (s = mt__need_f32("mt_attention", "mask", mask)) != MT_OK) return s;
+    mt__shape_fmt(sq, sizeof sq, q->ndim, q->shape);
+    mt__shape_fmt(sk, sizeof sk, k->ndim, k->shape);
+    mt__shape_fmt(sv, sizeof sv, v->ndim, v->shape);
+    if (q->ndim != 4 || k->ndim != 4 || v->ndim != 4)
+        return MT__FAIL(MT_ERR_SHAPE, "q %s, k %s and v %s must be 4-d [B, H, S, D]", sq, sk, sv);
+    if (k->shape[0] != q->shape[0] || v->shape[0] != q->shape[0] || k->shape[1] != q->shape[1] ||
+        v->shape[1] != q->shape[1])
+        return MT__FAIL(MT_ERR_SHAPE, "q %s, k %s and v %s must have the same batch and heads", sq, sk, sv);
+    if (k->shape[3] != q->shape[3])
+        return MT__FAIL(MT_ERR_SHAPE, "q %s and k %s must have the same head dim", sq, sk);
+    if (v->shape[2] != k->shape[2])
+        return MT__FAIL(MT_ERR_SHAPE, "k %s and v %s must have the same number of keys", sk, sv);
+    memset(&at, 0, sizeof at);
+    at.b = q->shape[0];
+    at.h = q->shape[1];
+    at.sq = q->shape[2];
+    at.d = q->shape[3];
+    at.sk = k->shape[2];
+    at.dv = v->shape[3];
+    for (i = 0; i < 4; i++) {
+        at.qs[i] = q->stride[i];
+        at.ks[i] = k->stride[i];
+        at.vs[i] = v->stride[i];
+    }
+    if (mask) {
+        int64_t full[4];
+        full[0] = at.b;
+        full[1] = at.h;
+        full[2] = at.sq;
+        full[3] = at.sk;
+        if (!mt__broadcast_strides(mask, 4, full, at.ms)) {
+            char sm[160], sf[160];
+            mt__shape_fmt(sm, sizeof sm, mask->ndim, mask->shape);
+            mt__shape_fmt(sf, sizeof sf, 4, full);
+            return MT__FAIL(MT_ERR_SHAPE, "mask %s does not broadcast to [B, H, Sq, Sk] = %s", sm, sf);
+        }
+        at.mask = (const float *)mask->data;
+    }
+    oshape[0] = at.b;
+    oshape[1] = at.h;
+    oshape[2] = at.sq;
+    oshape[3] = at.dv;
+    s = mt__out_begin("mt_attention", out, &tmp, mt__out_needs_temp(out, q, k, v, mask), 4, oshape, &dst);
+    if (s != MT_OK) return s;
+    if (mt_numel(dst) == 0) return mt__out_finish(out, &tmp, MT_OK);
+    if (at.sk == 0) {
+        /* softmax over no keys weighs nothing: zeros, as PyTorch */
+        memset(dst->data, 0, sizeof(float) * (size_t)mt_numel(dst));
+        return mt__out_finish(out, &tmp, MT_OK);
+    }
+    at.ar = mt__arch_get();
+    at.softmax = mt__softmax_block_c;
+#if defined(MT__X86)
+    if (at.ar->simd == MT_SIMD_AVX512) at.softmax = mt__softmax_block_avx512;
+    if (at.ar->simd == MT_SIMD_AVX2) at.softmax = mt__softmax_block_avx2;
+#endif
+    at.scale = scale > 0 ? scale : at.d > 0 ? (float)(1.0 / sqrt((double)at.d)) : 1.0f;
+    at.q = (const float *)q->data;
+    at.k = (const float *)k->data;
+    at.v = (const float *)v->data;
+    at.out = (float *)dst->data;
+    /* tasks: (batch, head, chunk of query tiles), at least two per thread */
+    threads = mt_get_num_threads();
+    tiles = mt__ceil_div(at.sq, at.ar->nr);
+    want = mt__ceil_div(2 * (int64_t)threads, at.b * at.h);
+    at.chunks = mt__min64(tiles, mt__max64(1, threads > 1 ? want : 1));
+    at.tiles = mt__ceil_div(tiles, at.chunks);
+    at.chunks = mt__ceil_div(tiles, at.tiles);
+    ntasks = at.b * at.h * at.chunks;
+    dvp = mt__ceil_div(at.dv, at.ar->mr) * at.ar->mr;
+    at.kp_floats = (mt__ceil_div(at.sk, at.ar->mr) * at.ar->mr * at.d + 15) / 16 * 16;
+    at.vp_floats = (dvp * at.sk + 15) / 16 * 16;
+    s = mt__slots_alloc("mt_attention", &at.ws, (int)mt__min64(threads, ntasks),
+                        (size_t)(at.kp_floats + at.vp_floats + (at.d * at.ar->nr + 15) / 16 * 16 +
+                                 (MT__ATT_BC + dvp + 3) * at.ar->nr));
+    if (s != MT_OK) return mt__out_finish(out, &tmp, s);
+    mt_parallel_for(ntasks, 1, mt__attn_chunk, &at);
+    MT_FREE(at.ws.raw);
+    if (at.ws.failed) s = MT__FAIL(MT_ERR_MEMORY, "cannot allocate attention workspace");
     return mt__out_finish(out, &tmp, s);
 }
 

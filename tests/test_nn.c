@@ -22,6 +22,8 @@
 #include "modular_tensor.h"
 #include "tests/test.h"
 
+#include "tests/golden/nn_golden.h"
+
 static int valgrind_run; /* MT_VALGRIND=1: smaller sizes */
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -783,32 +785,313 @@ static void test_conv_transpose2d(void) {
     }
 }
 
+/* ---- attention ----------------------------------------------------------- */
+
+/* Reference softmax(q k^T scale + mask) v in double, one row at a time. */
+static int check_attention(const mt_tensor *q, const mt_tensor *k, const mt_tensor *v, const mt_tensor *mask,
+                           float scale, const mt_tensor *out) {
+    int64_t B = q->shape[0], H = q->shape[1], sq = q->shape[2], D = q->shape[3], sk = k->shape[2], dv = v->shape[3];
+    int64_t b, h, i, j, d;
+    double sc = scale > 0 ? scale : 1.0 / sqrt((double)D);
+    double *s = (double *)malloc(sizeof(double) * (size_t)(sk > 0 ? sk : 1));
+    int ok = 1;
+    for (b = 0; b < B; b++)
+        for (h = 0; h < H; h++)
+            for (i = 0; i < sq; i++) {
+                double mx = -INFINITY, sum = 0;
+                for (j = 0; j < sk; j++) {
+                    double acc = 0;
+                    for (d = 0; d < D; d++) acc += (double)at4(q, b, h, i, d) * at4(k, b, h, j, d);
+                    acc *= sc;
+                    if (mask) {
+                        int64_t mi[4], md = mask->ndim, z;
+                        int64_t full[4];
+                        full[0] = b;
+                        full[1] = h;
+                        full[2] = i;
+                        full[3] = j;
+                        for (z = 0; z < md; z++) mi[z] = mask->shape[z] == 1 ? 0 : full[4 - md + z];
+                        acc += at(mask, mi);
+                    }
+                    s[j] = acc;
+                    if (acc > mx) mx = acc;
+                }
+                for (j = 0; j < sk; j++) {
+                    s[j] = exp(s[j] - mx);
+                    sum += s[j];
+                }
+                for (d = 0; d < dv; d++) {
+                    double ref = 0, got = at4(out, b, h, i, d);
+                    for (j = 0; j < sk; j++) ref += s[j] / sum * at4(v, b, h, j, d);
+                    if (sum == 0 || mx == -INFINITY) {
+                        if (!isnan(got)) ok = 0; /* all keys hidden: NaN, as PyTorch */
+                    } else if (!(fabs(got - ref) <= 2e-5 * (1 + fabs(ref)))) {
+                        if (ok) printf("     out[%lld, %lld, %lld, %lld] = %.9g, want %.9g\n", (long long)b, (long long)h,
+                                       (long long)i, (long long)d, got, ref);
+                        ok = 0;
+                    }
+                }
+            }
+    free(s);
+    return ok;
+}
+
+static int attn_case(int64_t B, int64_t H, int64_t sq, int64_t sk, int64_t D, int64_t dv, const mt_tensor *mask,
+                     float scale) {
+    mt_tensor q = {0}, k = {0}, v = {0}, o = {0};
+    int ok;
+    mt_empty(&q, MT_F32, 4, (const int64_t[]){B, H, sq, D});
+    mt_empty(&k, MT_F32, 4, (const int64_t[]){B, H, sk, D});
+    mt_empty(&v, MT_F32, 4, (const int64_t[]){B, H, sk, dv});
+    fill_rand(&q);
+    fill_rand(&k);
+    fill_rand(&v);
+    /* larger logits than uniform [-0.5, 0.5] so the softmax is peaked */
+    {
+        int64_t i;
+        for (i = 0; i < mt_numel(&q); i++) mt_f32(&q)[i] *= 8.0f;
+    }
+    ok = mt_attention(&o, &q, &k, &v, mask, scale) == MT_OK && check_attention(&q, &k, &v, mask, scale, &o);
+    if (!ok) printf("     attention B=%lld H=%lld Sq=%lld Sk=%lld D=%lld Dv=%lld: %s\n", (long long)B, (long long)H,
+                    (long long)sq, (long long)sk, (long long)D, (long long)dv, mt_last_error());
+    mt_release(&q);
+    mt_release(&k);
+    mt_release(&v);
+    mt_release(&o);
+    return ok;
+}
+
+static void test_attention(void) {
+    int p;
+    for (p = 0; p < npaths; p++) {
+        mt_tensor m = {0}, kp = {0};
+        int64_t i, j;
+        mt_set_simd(paths[p]);
+        CHECK(attn_case(1, 1, 1, 1, 1, 1, NULL, 0) && attn_case(2, 3, 17, 63, 7, 5, NULL, 0) &&
+                  attn_case(1, 2, 65, 300, 40, 17, NULL, 0.3f) && attn_case(1, 1, 33, 7, 80, 80, NULL, 0),
+              "%s: attention, sizes 1..300 (key blocks of 252), head dims 1..80, explicit scale", mt_simd_name(paths[p]));
+        /* full additive mask [Sq, Sk] and a causal one */
+        mt_empty(&m, MT_F32, 2, (const int64_t[]){17, 63});
+        fill_rand(&m);
+        CHECK(attn_case(2, 3, 17, 63, 7, 5, &m, 0), "%s: additive mask [17, 63] broadcast over batch and heads",
+              mt_simd_name(paths[p]));
+        for (i = 0; i < 17; i++)
+            for (j = 0; j < 63; j++) mt_f32(&m)[i * 63 + j] = j > i + 40 ? -INFINITY : 0.0f;
+        CHECK(attn_case(2, 1, 17, 63, 9, 4, &m, 0), "%s: causal-style -inf mask", mt_simd_name(paths[p]));
+        /* key padding mask [B, 1, 1, Sk] hiding all keys of row... every key for batch 1 */
+        mt_empty(&kp, MT_F32, 4, (const int64_t[]){2, 1, 1, 260});
+        for (j = 0; j < 260; j++) {
+            mt_f32(&kp)[j] = j % 3 == 0 ? -INFINITY : 0.0f;
+            mt_f32(&kp)[260 + j] = -INFINITY;
+        }
+        CHECK(attn_case(2, 2, 5, 260, 8, 3, &kp, 0), "%s: key padding mask [2, 1, 1, 260]; fully hidden rows give NaN",
+              mt_simd_name(paths[p]));
+        mt_release(&m);
+        mt_release(&kp);
+    }
+    mt_set_simd(MT_SIMD_AUTO);
+    /* q, k, v as [B, S, H, D] storage viewed [B, H, S, D] */
+    {
+        mt_tensor qs = {0}, ks = {0}, vs = {0}, q = {0}, k = {0}, v = {0}, o = {0};
+        mt_empty(&qs, MT_F32, 4, (const int64_t[]){2, 19, 3, 16});
+        mt_empty(&ks, MT_F32, 4, (const int64_t[]){2, 23, 3, 16});
+        mt_empty(&vs, MT_F32, 4, (const int64_t[]){2, 23, 3, 12});
+        fill_rand(&qs);
+        fill_rand(&ks);
+        fill_rand(&vs);
+        mt_view_transpose(&q, &qs, 1, 2);
+        mt_view_transpose(&k, &ks, 1, 2);
+        mt_view_transpose(&v, &vs, 1, 2);
+        CHECK(mt_attention(&o, &q, &k, &v, NULL, 0) == MT_OK && check_attention(&q, &k, &v, NULL, 0, &o),
+              "attention of transposed [B, S, H, D] views");
+        mt_release(&o);
+        mt_release(&qs);
+        mt_release(&ks);
+        mt_release(&vs);
+        mt_release(&q);
+        mt_release(&k);
+        mt_release(&v);
+    }
+    /* errors */
+    {
+        mt_tensor q = {0}, k = {0}, v = {0}, m = {0}, o = {0};
+        mt_zeros(&q, MT_F32, 4, (const int64_t[]){1, 2, 5, 8});
+        mt_zeros(&k, MT_F32, 4, (const int64_t[]){1, 2, 6, 7});
+        mt_zeros(&v, MT_F32, 4, (const int64_t[]){1, 2, 6, 3});
+        CHECK(mt_attention(&o, &q, &k, &v, NULL, 0) == MT_ERR_SHAPE && strstr(mt_last_error(), "[1, 2, 5, 8]") &&
+                  strstr(mt_last_error(), "[1, 2, 6, 7]"),
+              "head dim mismatch: %s", mt_last_error());
+        mt_release(&k);
+        mt_zeros(&k, MT_F32, 4, (const int64_t[]){1, 2, 6, 8});
+        mt_zeros(&m, MT_F32, 2, (const int64_t[]){4, 6});
+        CHECK(mt_attention(&o, &q, &k, &v, &m, 0) == MT_ERR_SHAPE && strstr(mt_last_error(), "mask [4, 6]"),
+              "mask that does not broadcast: %s", mt_last_error());
+        mt_release(&v);
+        mt_zeros(&v, MT_F32, 3, (const int64_t[]){2, 6, 3});
+        CHECK(mt_attention(&o, &q, &k, &v, NULL, 0) == MT_ERR_SHAPE, "3-d v refused");
+        mt_release(&v);
+        mt_zeros(&v, MT_F32, 4, (const int64_t[]){1, 2, 0, 3});
+        mt_release(&k);
+        mt_zeros(&k, MT_F32, 4, (const int64_t[]){1, 2, 0, 8});
+        CHECK(mt_attention(&o, &q, &k, &v, NULL, 0) == MT_OK && o.shape[3] == 3 && mt_f32(&o)[0] == 0.0f,
+              "no keys: zeros [1, 2, 5, 3]");
+        mt_release(&q);
+        mt_release(&k);
+        mt_release(&v);
+        mt_release(&m);
+        mt_release(&o);
+    }
+}
+
 /* ---- thread counts -------------------------------------------------------- */
 
 static void test_thread_identity(void) {
     int p, t;
     for (p = 0; p < npaths; p++) {
-        mt_tensor a = {0}, b = {0}, r1 = {0}, rt = {0};
-        int same = 1;
+        mt_tensor a = {0}, b = {0}, x = {0}, w = {0}, wt = {0}, cb = {0}, q = {0}, k = {0}, v = {0};
+        mt_tensor r1[4], rt[4];
+        mt_conv2d_desc d;
+        int same = 1, i;
         int64_t big = valgrind_run ? 60 : 300;
         mt_set_simd(paths[p]);
+        memset(r1, 0, sizeof r1);
+        memset(rt, 0, sizeof rt);
+        memset(&d, 0, sizeof d);
+        d.padding[0] = d.padding[1] = 1;
         mt_empty(&a, MT_F32, 3, (const int64_t[]){2, big - 1, 517});
         mt_empty(&b, MT_F32, 2, (const int64_t[]){517, big + 33});
+        mt_empty(&x, MT_F32, 4, (const int64_t[]){2, 24, 21, 19});
+        mt_empty(&w, MT_F32, 4, (const int64_t[]){33, 24, 3, 3});
+        mt_empty(&wt, MT_F32, 4, (const int64_t[]){24, 7, 4, 4});
+        mt_empty(&cb, MT_F32, 1, (const int64_t[]){33});
+        mt_empty(&q, MT_F32, 4, (const int64_t[]){1, 3, 70, 24});
+        mt_empty(&k, MT_F32, 4, (const int64_t[]){1, 3, 300, 24});
+        mt_empty(&v, MT_F32, 4, (const int64_t[]){1, 3, 300, 20});
         fill_rand(&a);
         fill_rand(&b);
+        fill_rand(&x);
+        fill_rand(&w);
+        fill_rand(&wt);
+        fill_rand(&cb);
+        fill_rand(&q);
+        fill_rand(&k);
+        fill_rand(&v);
         mt_set_num_threads(1);
-        mt_matmul(&r1, &a, &b);
+        mt_matmul(&r1[0], &a, &b);
+        mt_conv2d(&r1[1], &x, &w, &cb, &d);
+        mt_attention(&r1[2], &q, &k, &v, NULL, 0);
+        mt_conv_transpose2d(&r1[3], &x, &wt, NULL, &d);
         for (t = 2; t <= 3; t++) {
             mt_set_num_threads(t);
-            mt_matmul(&rt, &a, &b);
-            same &= bits_equal(&r1, &rt);
-            mt_release(&rt);
+            mt_matmul(&rt[0], &a, &b);
+            mt_conv2d(&rt[1], &x, &w, &cb, &d);
+            mt_attention(&rt[2], &q, &k, &v, NULL, 0);
+            mt_conv_transpose2d(&rt[3], &x, &wt, NULL, &d);
+            for (i = 0; i < 4; i++) {
+                if (!bits_equal(&r1[i], &rt[i])) printf("     kernel %d differs with %d threads\n", i, t);
+                same &= bits_equal(&r1[i], &rt[i]);
+                mt_release(&rt[i]);
+            }
         }
         mt_set_num_threads(0);
-        CHECK(same && r1.data, "%s: matmul bit-identical with 1, 2 and 3 threads", mt_simd_name(paths[p]));
-        mt_release(&r1);
+        CHECK(same && r1[0].data && r1[1].data && r1[2].data && r1[3].data,
+              "%s: matmul, conv2d, attention, conv_transpose2d bit-identical with 1, 2 and 3 threads",
+              mt_simd_name(paths[p]));
+        for (i = 0; i < 4; i++) mt_release(&r1[i]);
         mt_release(&a);
         mt_release(&b);
+        mt_release(&x);
+        mt_release(&w);
+        mt_release(&wt);
+        mt_release(&cb);
+        mt_release(&q);
+        mt_release(&k);
+        mt_release(&v);
+    }
+    mt_set_simd(MT_SIMD_AUTO);
+}
+
+/* ---- PyTorch golden values ---------------------------------------------- */
+
+/* Inputs of tests/golden/gen_nn.py: element i of a tensor with seed s is
+   (float)sin(0.37 * i + s). */
+static void fill_golden(mt_tensor *t, double seed) {
+    int64_t i, n = mt_numel(t);
+    for (i = 0; i < n; i++) mt_f32(t)[i] = (float)sin(0.37 * (double)i + seed);
+}
+
+static int close_to(const mt_tensor *t, const float *want, int64_t n, double tol) {
+    int64_t i;
+    if (mt_numel(t) != n) return 0;
+    for (i = 0; i < n; i++)
+        if (!(fabs(mt_f32(t)[i] - want[i]) <= tol * (1 + fabs(want[i])))) {
+            printf("     element %lld = %.9g, PyTorch %.9g\n", (long long)i, mt_f32(t)[i], want[i]);
+            return 0;
+        }
+    return 1;
+}
+
+static void test_golden(void) {
+    int p;
+    for (p = 0; p < npaths; p++) {
+        mt_tensor x = {0}, w = {0}, b = {0}, o = {0}, q = {0}, k = {0}, v = {0}, m = {0};
+        mt_conv2d_desc d;
+        mt_set_simd(paths[p]);
+        /* conv2d: x [1, 4, 7, 6], w [6, 2, 3, 3], bias [6], stride (2, 1), padding (1, 2),
+           dilation (1, 2), groups 2 */
+        mt_empty(&x, MT_F32, 4, (const int64_t[]){1, 4, 7, 6});
+        mt_empty(&w, MT_F32, 4, (const int64_t[]){6, 2, 3, 3});
+        mt_empty(&b, MT_F32, 1, (const int64_t[]){6});
+        fill_golden(&x, 0.0);
+        fill_golden(&w, 1.0);
+        fill_golden(&b, 2.0);
+        memset(&d, 0, sizeof d);
+        d.stride[0] = 2;
+        d.stride[1] = 1;
+        d.padding[0] = 1;
+        d.padding[1] = 2;
+        d.dilation[0] = 1;
+        d.dilation[1] = 2;
+        d.groups = 2;
+        CHECK(mt_conv2d(&o, &x, &w, &b, &d) == MT_OK && o.shape[2] == 4 && o.shape[3] == 6 &&
+                  close_to(&o, golden_conv2d, (int64_t)(sizeof golden_conv2d / sizeof(float)), 1e-5),
+              "%s: conv2d matches PyTorch 1.13 F.conv2d (gen_nn.py)", mt_simd_name(paths[p]));
+        mt_release(&o);
+        mt_release(&w);
+        /* conv_transpose2d: x as above, w [4, 3, 3, 3], bias [6], stride 2, padding 1,
+           output_padding 1, groups 2 */
+        mt_empty(&w, MT_F32, 4, (const int64_t[]){4, 3, 3, 3});
+        fill_golden(&w, 1.0);
+        memset(&d, 0, sizeof d);
+        d.stride[0] = d.stride[1] = 2;
+        d.padding[0] = d.padding[1] = 1;
+        d.output_padding[0] = d.output_padding[1] = 1;
+        d.groups = 2;
+        CHECK(mt_conv_transpose2d(&o, &x, &w, &b, &d) == MT_OK && o.shape[2] == 14 && o.shape[3] == 12 &&
+                  close_to(&o, golden_conv_transpose2d, (int64_t)(sizeof golden_conv_transpose2d / sizeof(float)), 1e-5),
+              "%s: conv_transpose2d matches PyTorch 1.13 F.conv_transpose2d (gen_nn.py)", mt_simd_name(paths[p]));
+        mt_release(&o);
+        /* attention: q [1, 2, 5, 8], k [1, 2, 6, 8], v [1, 2, 6, 3], mask [5, 6] */
+        mt_empty(&q, MT_F32, 4, (const int64_t[]){1, 2, 5, 8});
+        mt_empty(&k, MT_F32, 4, (const int64_t[]){1, 2, 6, 8});
+        mt_empty(&v, MT_F32, 4, (const int64_t[]){1, 2, 6, 3});
+        mt_empty(&m, MT_F32, 2, (const int64_t[]){5, 6});
+        fill_golden(&q, 0.5);
+        fill_golden(&k, 1.5);
+        fill_golden(&v, 2.5);
+        fill_golden(&m, 3.5);
+        CHECK(mt_attention(&o, &q, &k, &v, &m, 0) == MT_OK &&
+                  close_to(&o, golden_attention, (int64_t)(sizeof golden_attention / sizeof(float)), 1e-5),
+              "%s: attention matches PyTorch 1.13 softmax(q k^T / sqrt(8) + mask) v (gen_nn.py)",
+              mt_simd_name(paths[p]));
+        mt_release(&o);
+        mt_release(&x);
+        mt_release(&w);
+        mt_release(&b);
+        mt_release(&q);
+        mt_release(&k);
+        mt_release(&v);
+        mt_release(&m);
     }
     mt_set_simd(MT_SIMD_AUTO);
 }
@@ -823,7 +1106,9 @@ int main(void) {
     test_linear();
     test_conv2d();
     test_conv_transpose2d();
+    test_attention();
     test_thread_identity();
+    test_golden();
     mt_threads_shutdown();
     return test_finish();
 }
