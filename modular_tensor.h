@@ -1522,9 +1522,10 @@ MTDEF mt_status mt_set_simd(mt_simd s) {
 
 /* C[m x n] = A-panel x B-panel (+ beta C), m <= mr, n <= nr. A panel:
    a[k * mr + i]; B panel: b[k * bs + j] (bs = nr when packed, the row
-   stride of B when read in place). beta == 0: C is only written. */
+   stride of B when read in place). beta == 0: C is only written. With
+   `betas` (n values), column j is scaled by betas[j] instead of beta. */
 typedef void (*mt__ukernel_fn)(int64_t kc, const float *a, const float *b, int64_t bs, float *c, int64_t ldc, int m,
-                               int n, float beta);
+                               int n, float beta, const float *betas);
 /* Packs rows [0, rows) x depth [0, kc) of src (element (r, k) at
    src[r * rs + k * cs]) into panels of w rows: dst[p * w * kc + k * w + i],
    times `scale`, zero-padded to a multiple of w rows. */
@@ -1581,7 +1582,7 @@ static void mt__pack_c(const float *src, int64_t rs, int64_t cs, int64_t rows, i
 #define MT__P_NR 16
 
 static void mt__kernel_c(int64_t kc, const float *a, const float *b, int64_t bs, float *c, int64_t ldc, int m, int n,
-                         float beta) {
+                         float beta, const float *betas) {
     float acc[MT__P_MR][MT__P_NR];
     int64_t k;
     int i, j;
@@ -1596,7 +1597,9 @@ static void mt__kernel_c(int64_t kc, const float *a, const float *b, int64_t bs,
     }
     for (i = 0; i < m; i++) {
         float *ci = c + i * ldc;
-        if (beta == 0.0f)
+        if (betas)
+            for (j = 0; j < n; j++) ci[j] = acc[i][j] + betas[j] * ci[j];
+        else if (beta == 0.0f)
             for (j = 0; j < n; j++) ci[j] = acc[i][j];
         else
             for (j = 0; j < n; j++) ci[j] = acc[i][j] + beta * ci[j];
@@ -1619,7 +1622,7 @@ MT__AVX2 MT__INLINE __m256i mt__avx2_mask(int count) {
 }
 
 MT__AVX2 MT__INLINE void mt__k256_body(int64_t kc, const float *a, const float *b, int64_t bs, float *c, int64_t ldc,
-                                       int n, float beta, const int R, const int V) {
+                                       int n, float beta, const float *betas, const int R, const int V) {
     __m256 c0[MT__A2_MR], c1[MT__A2_MR];
     int64_t k;
     int i;
@@ -1642,29 +1645,35 @@ MT__AVX2 MT__INLINE void mt__k256_body(int64_t kc, const float *a, const float *
         b += bs;
     }
     {
-        __m256 bv = _mm256_set1_ps(beta);
+        __m256i m0 = mt__avx2_mask(n), m1 = mt__avx2_mask(n - 8);
+        __m256 bv0 = _mm256_set1_ps(beta), bv1 = bv0;
+        int load_c = beta != 0.0f;
+        if (betas) {
+            bv0 = _mm256_maskload_ps(betas, m0);
+            bv1 = _mm256_maskload_ps(betas + 8, m1);
+            load_c = 1;
+        }
         if (n >= 16) {
 #pragma GCC unroll 6
             for (i = 0; i < MT__A2_MR; i++) {
                 if (i < R) {
                     float *ci = c + i * ldc;
-                    if (beta != 0.0f) {
-                        c0[i] = _mm256_fmadd_ps(bv, _mm256_loadu_ps(ci), c0[i]);
-                        c1[i] = _mm256_fmadd_ps(bv, _mm256_loadu_ps(ci + 8), c1[i]);
+                    if (load_c) {
+                        c0[i] = _mm256_fmadd_ps(bv0, _mm256_loadu_ps(ci), c0[i]);
+                        c1[i] = _mm256_fmadd_ps(bv1, _mm256_loadu_ps(ci + 8), c1[i]);
                     }
                     _mm256_storeu_ps(ci, c0[i]);
                     _mm256_storeu_ps(ci + 8, c1[i]);
                 }
             }
         } else {
-            __m256i m0 = mt__avx2_mask(n), m1 = mt__avx2_mask(n - 8);
 #pragma GCC unroll 6
             for (i = 0; i < MT__A2_MR; i++) {
                 if (i < R) {
                     float *ci = c + i * ldc;
-                    if (beta != 0.0f) {
-                        c0[i] = _mm256_fmadd_ps(bv, _mm256_maskload_ps(ci, m0), c0[i]);
-                        if (V > 1) c1[i] = _mm256_fmadd_ps(bv, _mm256_maskload_ps(ci + 8, m1), c1[i]);
+                    if (load_c) {
+                        c0[i] = _mm256_fmadd_ps(bv0, _mm256_maskload_ps(ci, m0), c0[i]);
+                        if (V > 1) c1[i] = _mm256_fmadd_ps(bv1, _mm256_maskload_ps(ci + 8, m1), c1[i]);
                     }
                     _mm256_maskstore_ps(ci, m0, c0[i]);
                     if (V > 1) _mm256_maskstore_ps(ci + 8, m1, c1[i]);
@@ -1677,13 +1686,13 @@ MT__AVX2 MT__INLINE void mt__k256_body(int64_t kc, const float *a, const float *
 #define MT__K256_CASE(R)                                                             \
     case R:                                                                          \
         if (n > 8)                                                                   \
-            mt__k256_body(kc, a, b, bs, c, ldc, n, beta, R, 2);                      \
+            mt__k256_body(kc, a, b, bs, c, ldc, n, beta, betas, R, 2);               \
         else                                                                         \
-            mt__k256_body(kc, a, b, bs, c, ldc, n, beta, R, 1);                      \
+            mt__k256_body(kc, a, b, bs, c, ldc, n, beta, betas, R, 1);               \
         break;
 
 MT__AVX2 static void mt__kernel_avx2(int64_t kc, const float *a, const float *b, int64_t bs, float *c, int64_t ldc,
-                                     int m, int n, float beta) {
+                                     int m, int n, float beta, const float *betas) {
     switch (m) {
         MT__K256_CASE(1)
         MT__K256_CASE(2)
@@ -1701,7 +1710,8 @@ MT__AVX2 static void mt__kernel_avx2(int64_t kc, const float *a, const float *b,
 #define MT__A5_NR 32
 
 MT__AVX512 MT__INLINE void mt__k512_body(int64_t kc, const float *a, const float *b, int64_t bs, float *c,
-                                         int64_t ldc, int n, float beta, const int R, const int V) {
+                                         int64_t ldc, int n, float beta, const float *betas, const int R,
+                                         const int V) {
     __m512 c0[MT__A5_MR], c1[MT__A5_MR];
     __mmask16 m0, m1;
     int64_t k;
@@ -1727,14 +1737,20 @@ MT__AVX512 MT__INLINE void mt__k512_body(int64_t kc, const float *a, const float
     m0 = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1u);
     m1 = (__mmask16)(n >= 32 ? 0xffff : n > 16 ? (1u << (n - 16)) - 1u : 0u);
     {
-        __m512 bv = _mm512_set1_ps(beta);
+        __m512 bv0 = _mm512_set1_ps(beta), bv1 = bv0;
+        int load_c = beta != 0.0f;
+        if (betas) {
+            bv0 = _mm512_maskz_loadu_ps(m0, betas);
+            bv1 = _mm512_maskz_loadu_ps(m1, betas + 16);
+            load_c = 1;
+        }
 #pragma GCC unroll 14
         for (i = 0; i < MT__A5_MR; i++) {
             if (i < R) {
                 float *ci = c + i * ldc;
-                if (beta != 0.0f) {
-                    c0[i] = _mm512_fmadd_ps(bv, _mm512_maskz_loadu_ps(m0, ci), c0[i]);
-                    if (V > 1) c1[i] = _mm512_fmadd_ps(bv, _mm512_maskz_loadu_ps(m1, ci + 16), c1[i]);
+                if (load_c) {
+                    c0[i] = _mm512_fmadd_ps(bv0, _mm512_maskz_loadu_ps(m0, ci), c0[i]);
+                    if (V > 1) c1[i] = _mm512_fmadd_ps(bv1, _mm512_maskz_loadu_ps(m1, ci + 16), c1[i]);
                 }
                 _mm512_mask_storeu_ps(ci, m0, c0[i]);
                 if (V > 1) _mm512_mask_storeu_ps(ci + 16, m1, c1[i]);
@@ -1746,13 +1762,13 @@ MT__AVX512 MT__INLINE void mt__k512_body(int64_t kc, const float *a, const float
 #define MT__K512_CASE(R)                                                             \
     case R:                                                                          \
         if (n > 16)                                                                  \
-            mt__k512_body(kc, a, b, bs, c, ldc, n, beta, R, 2);                      \
+            mt__k512_body(kc, a, b, bs, c, ldc, n, beta, betas, R, 2);               \
         else                                                                         \
-            mt__k512_body(kc, a, b, bs, c, ldc, n, beta, R, 1);                      \
+            mt__k512_body(kc, a, b, bs, c, ldc, n, beta, betas, R, 1);               \
         break;
 
 MT__AVX512 static void mt__kernel_avx512(int64_t kc, const float *a, const float *b, int64_t bs, float *c,
-                                         int64_t ldc, int m, int n, float beta) {
+                                         int64_t ldc, int m, int n, float beta, const float *betas) {
     switch (m) {
         MT__K512_CASE(1)
         MT__K512_CASE(2)
@@ -1943,36 +1959,49 @@ MT__INLINE __mmask16 mt__mask_range(int64_t lo, int64_t hi) {
 }
 
 /* Unit column stride: each run is a masked vector copy of one input row
-   (masked lanes are the padding and are never read). */
+   (masked lanes are the padding and are never read). The masks and offsets
+   of a run depend on the kernel column only, so they are computed once per
+   panel. */
 MT__AVX512 static void mt__conv_pack_avx512(const mt__conv_geom *g, const float *x, int64_t j0, int64_t ncols,
                                             int64_t k0, int64_t kc, int w, float *dst) {
-    int at[64], len[64];
-    int64_t oh[64], ow[64], p0;
-    if (g->sw != 1 || g->ws != 1) {
+    int at[32], len[32];
+    int64_t oh[32], ow[32], off[32][16], p0;
+    __mmask16 vm[32][16][2], lanes[32][2];
+    if (g->sw != 1 || g->ws != 1 || g->kw > 16 || w > 32) {
         mt__conv_pack_c(g, x, j0, ncols, k0, kc, w, dst);
         return;
     }
     for (p0 = 0; p0 < ncols; p0 += w) {
         int h = ncols - p0 < w ? (int)(ncols - p0) : w;
-        int nrun = mt__conv_runs(g, j0 + p0, h, at, len, oh, ow), r, q, i;
-        int64_t kk, c = k0 / (g->kh * g->kw), u = (k0 / g->kw) % g->kh, v = k0 % g->kw;
+        int nrun = mt__conv_runs(g, j0 + p0, h, at, len, oh, ow), r, i;
+        int64_t kk, c = k0 / (g->kh * g->kw), u = (k0 / g->kw) % g->kh, v = k0 % g->kw, vv;
+        for (r = 0; r < nrun; r++) {
+            lanes[r][0] = mt__mask_range(0, len[r]);
+            lanes[r][1] = mt__mask_range(0, len[r] - 16);
+            for (vv = 0; vv < g->kw; vv++) {
+                /* lanes t valid when 0 <= iw0 + t < w */
+                int64_t iw0 = ow[r] - g->pw + vv * g->dw;
+                off[r][vv] = iw0;
+                vm[r][vv][0] = (__mmask16)(mt__mask_range(-iw0, g->w - iw0) & lanes[r][0]);
+                vm[r][vv][1] = (__mmask16)(mt__mask_range(-iw0 - 16, g->w - iw0 - 16) & lanes[r][1]);
+            }
+        }
         for (kk = 0; kk < kc; kk++) {
             float *d = dst + kk * w;
+            const float *plane = x + c * g->cs;
             for (r = 0; r < nrun; r++) {
                 int64_t ih = oh[r] * g->sh - g->ph + u * g->dh;
                 float *dr = d + at[r];
                 if (ih < 0 || ih >= g->h) {
-                    for (q = 0; q < len[r]; q += 16) _mm512_mask_storeu_ps(dr + q, mt__mask_range(0, len[r] - q), _mm512_setzero_ps());
+                    _mm512_mask_storeu_ps(dr, lanes[r][0], _mm512_setzero_ps());
+                    if (len[r] > 16) _mm512_mask_storeu_ps(dr + 16, lanes[r][1], _mm512_setzero_ps());
                 } else {
-                    const float *row = x + c * g->cs + ih * g->hs;
-                    int64_t iw0 = ow[r] - g->pw + v * g->dw;
-                    /* lanes t valid when 0 <= iw0 + t < w */
-                    for (q = 0; q < len[r]; q += 16) {
-                        __mmask16 valid = mt__mask_range(-iw0 - q, g->w - iw0 - q);
-                        __mmask16 lanes = mt__mask_range(0, len[r] - q);
-                        const float *src = (const float *)((uintptr_t)row + (uintptr_t)((iw0 + q) * (int64_t)sizeof(float)));
-                        _mm512_mask_storeu_ps(dr + q, lanes, _mm512_maskz_loadu_ps((__mmask16)(valid & lanes), src));
-                    }
+                    const float *src =
+                        (const float *)((uintptr_t)(plane + ih * g->hs) + (uintptr_t)(off[r][v] * (int64_t)sizeof(float)));
+                    _mm512_mask_storeu_ps(dr, lanes[r][0], _mm512_maskz_loadu_ps(vm[r][v][0], src));
+                    if (len[r] > 16)
+                        _mm512_mask_storeu_ps(dr + 16, lanes[r][1],
+                                              _mm512_maskz_loadu_ps(vm[r][v][1], (const float *)((uintptr_t)src + 64)));
                 }
             }
             for (i = h; i < w; i++) d[i] = 0.0f;
@@ -1995,12 +2024,16 @@ MT__AVX512 static void mt__conv_pack_avx512(const mt__conv_geom *g, const float 
 #define MT__ARCH_CONST const
 #endif
 
-static MT__ARCH_CONST mt__arch mt__arch_portable = {MT_SIMD_PORTABLE, MT__P_MR, MT__P_NR, 64, 256, 1024,
+/* Cache blocks: the A block (mc x kc) and the B block (kc x nc) together
+   stay under ~1.5 MB, most of a 2 MB L2; a B micro-panel (kc x nr) is
+   re-read from L2 for each A micro-panel. Measured on a Xeon with AVX-512
+   (2 MB L2 per core); other CPUs are served reasonably by the same sizes. */
+static MT__ARCH_CONST mt__arch mt__arch_portable = {MT_SIMD_PORTABLE, MT__P_MR, MT__P_NR, 64, 256, 512,
                                            mt__kernel_c, mt__pack_c, mt__conv_pack_c};
 #if defined(MT__X86)
-static MT__ARCH_CONST mt__arch mt__arch_avx2 = {MT_SIMD_AVX2, MT__A2_MR, MT__A2_NR, 144, 256, 2048,
+static MT__ARCH_CONST mt__arch mt__arch_avx2 = {MT_SIMD_AVX2, MT__A2_MR, MT__A2_NR, 72, 512, 512,
                                        mt__kernel_avx2, mt__pack_c, mt__conv_pack_c};
-static MT__ARCH_CONST mt__arch mt__arch_avx512 = {MT_SIMD_AVX512, MT__A5_MR, MT__A5_NR, 168, 256, 2048,
+static MT__ARCH_CONST mt__arch mt__arch_avx512 = {MT_SIMD_AVX512, MT__A5_MR, MT__A5_NR, 84, 512, 512,
                                          mt__kernel_avx512, mt__pack_avx512, mt__conv_pack_avx512};
 #endif
 
@@ -2094,8 +2127,12 @@ typedef struct mt__gemm {
     const mt__conv_geom *conv;
     /* plan */
     int64_t tm, tn, tile_m, tile_n, mc, kc, nc;
+    int cache_a;       /* pack a tile's A once for all its column blocks */
+    int64_t a_floats;  /* workspace for packed A */
     mt__slots ws;
 } mt__gemm;
+
+#define MT__A_CACHE_FLOATS (1 << 20) /* 4 MB */
 
 static int64_t mt__min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t mt__max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -2108,7 +2145,8 @@ static void mt__gemm_tile(const mt__gemm *g, int64_t bi, int64_t m0, int64_t m1,
     const float *A = g->a + (g->a_off ? g->a_off[bi] : 0);
     const float *B = g->b + (g->b_off ? g->b_off[bi] : 0);
     float *C = g->c + (g->c_off ? g->c_off[bi] : 0);
-    float *pa = ws, *pb = ws + (g->mc * g->kc + 15) / 16 * 16;
+    float *pa = ws, *pb = ws + g->a_floats;
+    int64_t rows_pad = mt__ceil_div(m1 - m0, mr) * mr;
     /* few rows: read full B panels in place instead of packing them */
     int direct = !g->conv && g->b_cs == 1 && m1 - m0 <= 2 * mr;
     int64_t jc, pc, ic, jr, ir;
@@ -2126,7 +2164,9 @@ static void mt__gemm_tile(const mt__gemm *g, int64_t bi, int64_t m0, int64_t m1,
             }
             for (ic = m0; ic < m1; ic += g->mc) {
                 int64_t mc = mt__min64(g->mc, m1 - ic);
-                ar->pack(A + ic * g->a_rs + pc * g->a_cs, g->a_rs, g->a_cs, mc, kc, mr, g->alpha, pa);
+                float *pab = g->cache_a ? pa + rows_pad * pc + (ic - m0) * kc : pa;
+                if (!g->cache_a || jc == n0)
+                    ar->pack(A + ic * g->a_rs + pc * g->a_cs, g->a_rs, g->a_cs, mc, kc, mr, g->alpha, pab);
                 for (jr = 0; jr < nc; jr += nr) {
                     const float *bp;
                     int64_t bs;
@@ -2139,8 +2179,8 @@ static void mt__gemm_tile(const mt__gemm *g, int64_t bi, int64_t m0, int64_t m1,
                         bs = nr;
                     }
                     for (ir = 0; ir < mc; ir += mr)
-                        ar->kernel(kc, pa + ir * kc, bp, bs, C + (ic + ir) * g->c_rs + jc + jr, g->c_rs,
-                                   (int)mt__min64(mr, mc - ir), nn, beta);
+                        ar->kernel(kc, pab + ir * kc, bp, bs, C + (ic + ir) * g->c_rs + jc + jr, g->c_rs,
+                                   (int)mt__min64(mr, mc - ir), nn, beta, NULL);
                 }
             }
         }
@@ -2188,6 +2228,10 @@ static void mt__gemm_plan(mt__gemm *g, int threads) {
     g->kc = mt__min64(ar->kc, g->k);
     g->mc = mt__min64(ar->mc, g->tile_m);
     g->nc = mt__min64(ar->nc, g->tile_n);
+    /* a tile wider than nc would re-pack its A for each column block: keep
+       the whole packed A instead when it is small enough */
+    g->cache_a = g->tile_n > g->nc && g->tile_m * g->k <= MT__A_CACHE_FLOATS;
+    g->a_floats = ((g->cache_a ? g->tile_m * g->k : g->mc * g->kc) + 15) / 16 * 16;
 }
 
 /* C = beta C over every batch (k == 0 or alpha == 0). */
@@ -2245,7 +2289,7 @@ static mt_status mt__gemm_run(const char *func, mt__gemm *g) {
     mt__gemm_plan(g, threads);
     ntasks = g->nbatch * g->tm * g->tn;
     s = mt__slots_alloc(func, &g->ws, (int)mt__min64(threads, ntasks),
-                        (size_t)(g->mc * g->kc + g->kc * mt__ceil_div(g->nc, g->ar->nr) * g->ar->nr + 16));
+                        (size_t)(g->a_floats + g->kc * mt__ceil_div(g->nc, g->ar->nr) * g->ar->nr));
     if (s != MT_OK) return s;
     mt_parallel_for(ntasks, 1, mt__gemm_chunk, g);
     MT_FREE(g->ws.raw);
@@ -2834,18 +2878,22 @@ MTDEF mt_status mt_conv_transpose2d(mt_tensor *out, const mt_tensor *x, const mt
 
 /* A query tile is `w` queries (the B-panel width nr), held in vector lanes.
    Per key block of MT__ATT_BC keys:
-     S^T [keys, w]  = K_block (packed as A panels) x (scale Q_tile)^T (a B panel)
-     S^T += mask, online softmax down the keys (m, l, corr per query lane)
+     S^T [keys, w]  = K_block (packed as A panels) x (scale log2(e) Q_tile)^T
+     S^T += mask log2(e), online softmax down the keys in base 2 (m, l and
+     corr = 2^(m_old - m_new) per query lane)
      O^T [Dv, w]    = corr O^T + V_block^T (A panels) x S^T (read as a B panel)
    S^T is written by the micro-kernel in exactly the layout the second
-   product reads, and every reduction runs down the rows, lane-parallel.
+   product reads, every reduction runs down the rows, lane-parallel, and the
+   rescaling by corr is the micro-kernel's per-column beta.
    Memory per task: K and V of one head packed, plus O(w (Dv + MT__ATT_BC)). */
 
 #define MT__ATT_BC 252 /* keys per block: a multiple of every path's mr (14, 6, 4) */
+#define MT__LOG2E 1.44269504088896341f
 
-/* s[j * w + i], j < rows: m[i] = running max, l[i] = running sum; sets
-   corr[i] = exp(m_old - m_new) and s = exp(s - m_new). A query whose keys
-   so far are all -inf keeps m = -inf and contributes zeros. */
+/* s[j * w + i], j < rows (base-2 logits): m[i] = running max, l[i] =
+   running sum; sets corr[i] = 2^(m_old - m_new) and s = 2^(s - m_new). A
+   query whose keys so far are all -inf keeps m = -inf and contributes
+   zeros. */
 static void mt__softmax_block_c(float *s, int64_t rows, int w, float *m, float *l, float *corr) {
     float mx[64], ms[64], sum[64];
     int64_t j;
@@ -2858,12 +2906,12 @@ static void mt__softmax_block_c(float *s, int64_t rows, int w, float *m, float *
         for (i = 0; i < w; i++) mx[i] = s[j * w + i] > mx[i] ? s[j * w + i] : mx[i];
     for (i = 0; i < w; i++) {
         ms[i] = mx[i] == -INFINITY ? 0.0f : mx[i];
-        corr[i] = expf(m[i] - ms[i]);
+        corr[i] = exp2f(m[i] - ms[i]);
         m[i] = mx[i];
     }
     for (j = 0; j < rows; j++)
         for (i = 0; i < w; i++) {
-            float e = expf(s[j * w + i] - ms[i]);
+            float e = exp2f(s[j * w + i] - ms[i]);
             s[j * w + i] = e;
             sum[i] += e;
         }
@@ -2871,65 +2919,78 @@ static void mt__softmax_block_c(float *s, int64_t rows, int w, float *m, float *
 }
 
 #if defined(MT__X86)
-/* exp(x) within 2 ulp on [-87, 88]: x = n ln2 + r, e^r by a degree-7
-   polynomial (Cephes expf), 2^n by scalef; exp(-inf) = 0, NaN stays. */
-MT__AVX512 MT__INLINE __m512 mt__exp512(__m512 x) {
-    __m512 n, r, p;
-    x = _mm512_min_ps(_mm512_set1_ps(100.0f), _mm512_max_ps(_mm512_set1_ps(-110.0f), x));
-    n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+/* 2^x within 2 ulp: x = n + f, |f| <= 1/2, 2^f by its degree-6 Taylor
+   polynomial (relative error < 1.3e-7), 2^n by scalef; 2^-inf = 0, NaN
+   stays NaN. */
+MT__AVX512 MT__INLINE __m512 mt__exp2_512(__m512 x) {
+    __m512 n, f, p;
+    x = _mm512_min_ps(_mm512_set1_ps(130.0f), _mm512_max_ps(_mm512_set1_ps(-160.0f), x));
+    n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    f = _mm512_sub_ps(x, n);
+    p = _mm512_set1_ps(1.5403530393381606e-4f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076284772e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108664821580e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650695910071e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718055994531e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
     return _mm512_scalef_ps(p, n);
 }
 
+/* Two interleaved chains per vector (even and odd rows) so the max and the
+   sum are not bound by the latency of one dependency chain; the pairing is
+   fixed, so the result is too. */
 MT__AVX512 static void mt__softmax_block_avx512(float *s, int64_t rows, int w, float *m, float *l, float *corr) {
     int v;
     int64_t j;
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
     for (v = 0; v + 16 <= w; v += 16) {
-        __m512 mold = _mm512_loadu_ps(m + v), mx = mold, ms, c, sum = _mm512_setzero_ps();
-        for (j = 0; j < rows; j++) mx = _mm512_max_ps(mx, _mm512_loadu_ps(s + j * w + v));
-        ms = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(mx, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ), mx,
-                                  _mm512_setzero_ps());
-        c = mt__exp512(_mm512_sub_ps(mold, ms));
-        for (j = 0; j < rows; j++) {
-            __m512 e = mt__exp512(_mm512_sub_ps(_mm512_loadu_ps(s + j * w + v), ms));
+        __m512 mold = _mm512_loadu_ps(m + v), mx = mold, mx2 = ninf, ms, c;
+        __m512 sum = _mm512_setzero_ps(), sum2 = _mm512_setzero_ps();
+        for (j = 0; j + 1 < rows; j += 2) {
+            mx = _mm512_max_ps(mx, _mm512_loadu_ps(s + j * w + v));
+            mx2 = _mm512_max_ps(mx2, _mm512_loadu_ps(s + (j + 1) * w + v));
+        }
+        if (j < rows) mx = _mm512_max_ps(mx, _mm512_loadu_ps(s + j * w + v));
+        mx = _mm512_max_ps(mx, mx2);
+        ms = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(mx, ninf, _CMP_EQ_OQ), mx, _mm512_setzero_ps());
+        c = mt__exp2_512(_mm512_sub_ps(mold, ms));
+        for (j = 0; j + 1 < rows; j += 2) {
+            __m512 e = mt__exp2_512(_mm512_sub_ps(_mm512_loadu_ps(s + j * w + v), ms));
+            __m512 e2 = mt__exp2_512(_mm512_sub_ps(_mm512_loadu_ps(s + (j + 1) * w + v), ms));
+            _mm512_storeu_ps(s + j * w + v, e);
+            _mm512_storeu_ps(s + (j + 1) * w + v, e2);
+            sum = _mm512_add_ps(sum, e);
+            sum2 = _mm512_add_ps(sum2, e2);
+        }
+        if (j < rows) {
+            __m512 e = mt__exp2_512(_mm512_sub_ps(_mm512_loadu_ps(s + j * w + v), ms));
             _mm512_storeu_ps(s + j * w + v, e);
             sum = _mm512_add_ps(sum, e);
         }
-        _mm512_storeu_ps(l + v, _mm512_fmadd_ps(_mm512_loadu_ps(l + v), c, sum));
+        _mm512_storeu_ps(l + v, _mm512_fmadd_ps(_mm512_loadu_ps(l + v), c, _mm512_add_ps(sum, sum2)));
         _mm512_storeu_ps(m + v, mx);
         _mm512_storeu_ps(corr + v, c);
     }
 }
 
-/* exp(x) for x <= 88 (softmax arguments are <= 0): as mt__exp512 with 2^n
-   built in the exponent bits; below -87 the result is 0. */
-MT__AVX2 MT__INLINE __m256 mt__exp256(__m256 x) {
-    __m256 n, r, p, lo = _mm256_set1_ps(-87.0f), tiny = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+/* 2^x as mt__exp2_512, with 2^n built in the exponent bits; below -126 the
+   result is 0 and above 127 it saturates (softmax arguments are <= 0). */
+MT__AVX2 MT__INLINE __m256 mt__exp2_256(__m256 x) {
+    __m256 n, f, p, lo = _mm256_set1_ps(-126.0f), tiny = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
     __m256i e;
-    x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(lo, x));
-    n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256 xc = _mm256_min_ps(_mm256_set1_ps(127.0f), _mm256_max_ps(lo, x));
+    n = _mm256_round_ps(xc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    f = _mm256_sub_ps(xc, n);
+    p = _mm256_set1_ps(1.5403530393381606e-4f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3333558146428443e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.6181291076284772e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.5504108664821580e-2f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022650695910071e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.9314718055994531e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
     e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    p = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-    p = _mm256_andnot_ps(tiny, p);
+    p = _mm256_andnot_ps(tiny, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
     /* NaN in, NaN out */
     return _mm256_blendv_ps(p, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }
@@ -2937,17 +2998,32 @@ MT__AVX2 MT__INLINE __m256 mt__exp256(__m256 x) {
 MT__AVX2 static void mt__softmax_block_avx2(float *s, int64_t rows, int w, float *m, float *l, float *corr) {
     int v;
     int64_t j;
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
     for (v = 0; v + 8 <= w; v += 8) {
-        __m256 mold = _mm256_loadu_ps(m + v), mx = mold, ms, c, sum = _mm256_setzero_ps();
-        for (j = 0; j < rows; j++) mx = _mm256_max_ps(mx, _mm256_loadu_ps(s + j * w + v));
-        ms = _mm256_blendv_ps(mx, _mm256_setzero_ps(), _mm256_cmp_ps(mx, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ));
-        c = mt__exp256(_mm256_sub_ps(mold, ms));
-        for (j = 0; j < rows; j++) {
-            __m256 e = mt__exp256(_mm256_sub_ps(_mm256_loadu_ps(s + j * w + v), ms));
+        __m256 mold = _mm256_loadu_ps(m + v), mx = mold, mx2 = ninf, ms, c;
+        __m256 sum = _mm256_setzero_ps(), sum2 = _mm256_setzero_ps();
+        for (j = 0; j + 1 < rows; j += 2) {
+            mx = _mm256_max_ps(mx, _mm256_loadu_ps(s + j * w + v));
+            mx2 = _mm256_max_ps(mx2, _mm256_loadu_ps(s + (j + 1) * w + v));
+        }
+        if (j < rows) mx = _mm256_max_ps(mx, _mm256_loadu_ps(s + j * w + v));
+        mx = _mm256_max_ps(mx, mx2);
+        ms = _mm256_blendv_ps(mx, _mm256_setzero_ps(), _mm256_cmp_ps(mx, ninf, _CMP_EQ_OQ));
+        c = mt__exp2_256(_mm256_sub_ps(mold, ms));
+        for (j = 0; j + 1 < rows; j += 2) {
+            __m256 e = mt__exp2_256(_mm256_sub_ps(_mm256_loadu_ps(s + j * w + v), ms));
+            __m256 e2 = mt__exp2_256(_mm256_sub_ps(_mm256_loadu_ps(s + (j + 1) * w + v), ms));
+            _mm256_storeu_ps(s + j * w + v, e);
+            _mm256_storeu_ps(s + (j + 1) * w + v, e2);
+            sum = _mm256_add_ps(sum, e);
+            sum2 = _mm256_add_ps(sum2, e2);
+        }
+        if (j < rows) {
+            __m256 e = mt__exp2_256(_mm256_sub_ps(_mm256_loadu_ps(s + j * w + v), ms));
             _mm256_storeu_ps(s + j * w + v, e);
             sum = _mm256_add_ps(sum, e);
         }
-        _mm256_storeu_ps(l + v, _mm256_fmadd_ps(_mm256_loadu_ps(l + v), c, sum));
+        _mm256_storeu_ps(l + v, _mm256_fmadd_ps(_mm256_loadu_ps(l + v), c, _mm256_add_ps(sum, sum2)));
         _mm256_storeu_ps(m + v, mx);
         _mm256_storeu_ps(corr + v, c);
     }
@@ -2995,16 +3071,16 @@ static void mt__attn_task(const mt__attn *at, int64_t task, float *ws) {
         for (j0 = 0; j0 < at->sk; j0 += MT__ATT_BC) {
             int64_t bc = mt__min64(MT__ATT_BC, at->sk - j0), r;
             for (r = 0; r < bc; r += mr)
-                ar->kernel(at->d, kp + (j0 + r) * at->d, qp, w, st + r * w, w, (int)mt__min64(mr, bc - r), w, 0.0f);
+                ar->kernel(at->d, kp + (j0 + r) * at->d, qp, w, st + r * w, w, (int)mt__min64(mr, bc - r), w, 0.0f,
+                           NULL);
             if (mk)
                 for (j = 0; j < bc; j++)
-                    for (i = 0; i < qn; i++) st[j * w + i] += mk[(q0 + i) * at->ms[2] + (j0 + j) * at->ms[3]];
+                    for (i = 0; i < qn; i++)
+                        st[j * w + i] += MT__LOG2E * mk[(q0 + i) * at->ms[2] + (j0 + j) * at->ms[3]];
             at->softmax(st, bc, w, m, l, corr);
-            for (dd = 0; dd < at->dv; dd++)
-                for (i = 0; i < w; i++) ot[dd * w + i] *= corr[i];
             for (r = 0; r < at->dv; r += mr)
                 ar->kernel(bc, vp + r * at->sk + j0 * mr, st, w, ot + r * w, w, (int)mt__min64(mr, at->dv - r), w,
-                           1.0f);
+                           1.0f, corr);
         }
         {
             float *o = at->out + (bh * at->sq + q0) * at->dv;
@@ -3094,7 +3170,7 @@ MTDEF mt_status mt_attention(mt_tensor *out, const mt_tensor *q, const mt_tensor
     if (at.ar->simd == MT_SIMD_AVX512) at.softmax = mt__softmax_block_avx512;
     if (at.ar->simd == MT_SIMD_AVX2) at.softmax = mt__softmax_block_avx2;
 #endif
-    at.scale = scale > 0 ? scale : at.d > 0 ? (float)(1.0 / sqrt((double)at.d)) : 1.0f;
+    at.scale = (scale > 0 ? scale : at.d > 0 ? (float)(1.0 / sqrt((double)at.d)) : 1.0f) * MT__LOG2E;
     at.q = (const float *)q->data;
     at.k = (const float *)k->data;
     at.v = (const float *)v->data;
