@@ -24,6 +24,8 @@
 
 #include "tests/golden/nn_golden.h"
 
+#include <pthread.h>
+
 static int valgrind_run; /* MT_VALGRIND=1: smaller sizes */
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -1011,6 +1013,94 @@ static void test_thread_identity(void) {
     mt_set_simd(MT_SIMD_AUTO);
 }
 
+/* ---- several user threads at once ------------------------------------------ */
+
+typedef struct user_job {
+    const mt_tensor *a, *b, *x, *w, *q, *k, *v;
+    const mt_tensor *want[3];
+    int ok;
+} user_job;
+
+static void *user_run(void *p) {
+    user_job *u = (user_job *)p;
+    int rep, i;
+    mt_conv2d_desc d;
+    memset(&d, 0, sizeof d);
+    d.padding[0] = d.padding[1] = 1;
+    u->ok = 1;
+    for (rep = 0; rep < 3; rep++) {
+        mt_tensor r[3];
+        memset(r, 0, sizeof r);
+        u->ok &= mt_matmul(&r[0], u->a, u->b) == MT_OK;
+        u->ok &= mt_conv2d(&r[1], u->x, u->w, NULL, &d) == MT_OK;
+        u->ok &= mt_attention(&r[2], u->q, u->k, u->v, NULL, 0) == MT_OK;
+        for (i = 0; i < 3; i++) {
+            u->ok &= bits_equal(&r[i], u->want[i]);
+            mt_release(&r[i]);
+        }
+    }
+    return NULL;
+}
+
+/* Eight threads run matmul, conv2d and attention at the same time (one of
+   them gets the pool per call, the others run inline): same bits as a
+   lone call. */
+static void test_concurrent_users(void) {
+    mt_tensor a = {0}, b = {0}, x = {0}, w = {0}, q = {0}, k = {0}, v = {0}, want[3];
+    mt_conv2d_desc d;
+    pthread_t th[8];
+    user_job u[8];
+    int i, started = 0, ok = 1;
+    memset(want, 0, sizeof want);
+    memset(&d, 0, sizeof d);
+    d.padding[0] = d.padding[1] = 1;
+    mt_empty(&a, MT_F32, 2, (const int64_t[]){70, 90});
+    mt_empty(&b, MT_F32, 2, (const int64_t[]){90, 65});
+    mt_empty(&x, MT_F32, 4, (const int64_t[]){1, 8, 12, 12});
+    mt_empty(&w, MT_F32, 4, (const int64_t[]){9, 8, 3, 3});
+    mt_empty(&q, MT_F32, 4, (const int64_t[]){1, 2, 40, 16});
+    mt_empty(&k, MT_F32, 4, (const int64_t[]){1, 2, 50, 16});
+    mt_empty(&v, MT_F32, 4, (const int64_t[]){1, 2, 50, 8});
+    fill_rand(&a);
+    fill_rand(&b);
+    fill_rand(&x);
+    fill_rand(&w);
+    fill_rand(&q);
+    fill_rand(&k);
+    fill_rand(&v);
+    mt_set_num_threads(2);
+    mt_matmul(&want[0], &a, &b);
+    mt_conv2d(&want[1], &x, &w, NULL, &d);
+    mt_attention(&want[2], &q, &k, &v, NULL, 0);
+    for (i = 0; i < 8; i++) {
+        u[i].a = &a;
+        u[i].b = &b;
+        u[i].x = &x;
+        u[i].w = &w;
+        u[i].q = &q;
+        u[i].k = &k;
+        u[i].v = &v;
+        u[i].want[0] = &want[0];
+        u[i].want[1] = &want[1];
+        u[i].want[2] = &want[2];
+        u[i].ok = 0;
+        if (pthread_create(&th[i], NULL, user_run, &u[i]) != 0) break;
+        started++;
+    }
+    for (i = 0; i < started; i++) pthread_join(th[i], NULL);
+    for (i = 0; i < started; i++) ok &= u[i].ok;
+    CHECK(started == 8 && ok, "8 user threads x 3 rounds of matmul, conv2d, attention at once: same bits as alone");
+    mt_set_num_threads(0);
+    for (i = 0; i < 3; i++) mt_release(&want[i]);
+    mt_release(&a);
+    mt_release(&b);
+    mt_release(&x);
+    mt_release(&w);
+    mt_release(&q);
+    mt_release(&k);
+    mt_release(&v);
+}
+
 /* ---- PyTorch golden values ---------------------------------------------- */
 
 /* Inputs of tests/golden/gen_nn.py: element i of a tensor with seed s is
@@ -1108,6 +1198,7 @@ int main(void) {
     test_conv_transpose2d();
     test_attention();
     test_thread_identity();
+    test_concurrent_users();
     test_golden();
     mt_threads_shutdown();
     return test_finish();
