@@ -1552,26 +1552,32 @@ static void mt__pack_c(const float *src, int64_t rs, int64_t cs, int64_t rows, i
                        float *dst) {
     int64_t r0, k;
     int i;
+    if (rs == 1) {
+        /* rows contiguous: walk the source row by row (depth outer) so it
+           streams, scattering into the panels */
+        for (k = 0; k < kc; k++) {
+            const float *sk = src + k * cs;
+            for (r0 = 0; r0 < rows; r0 += w) {
+                int h = rows - r0 < w ? (int)(rows - r0) : w;
+                float *d = dst + r0 * kc + k * w;
+                for (i = 0; i < h; i++) d[i] = sk[r0 + i] * scale;
+                for (; i < w; i++) d[i] = 0.0f;
+            }
+        }
+        return;
+    }
     for (r0 = 0; r0 < rows; r0 += w) {
         int h = rows - r0 < w ? (int)(rows - r0) : w;
         const float *s = src + r0 * rs;
-        if (rs == 1) {
-            for (k = 0; k < kc; k++) {
-                const float *sk = s + k * cs;
-                for (i = 0; i < h; i++) dst[k * w + i] = sk[i] * scale;
-                for (; i < w; i++) dst[k * w + i] = 0.0f;
-            }
-        } else {
-            for (i = 0; i < h; i++) {
-                const float *si = s + i * rs;
-                if (cs == 1)
-                    for (k = 0; k < kc; k++) dst[k * w + i] = si[k] * scale;
-                else
-                    for (k = 0; k < kc; k++) dst[k * w + i] = si[k * cs] * scale;
-            }
-            for (; i < w; i++)
-                for (k = 0; k < kc; k++) dst[k * w + i] = 0.0f;
+        for (i = 0; i < h; i++) {
+            const float *si = s + i * rs;
+            if (cs == 1)
+                for (k = 0; k < kc; k++) dst[k * w + i] = si[k] * scale;
+            else
+                for (k = 0; k < kc; k++) dst[k * w + i] = si[k * cs] * scale;
         }
+        for (; i < w; i++)
+            for (k = 0; k < kc; k++) dst[k * w + i] = 0.0f;
         dst += (int64_t)w * kc;
     }
 }
@@ -1720,6 +1726,11 @@ MT__AVX512 MT__INLINE void mt__k512_body(int64_t kc, const float *a, const float
     for (i = 0; i < MT__A5_MR; i++) {
         c0[i] = _mm512_setzero_ps();
         c1[i] = _mm512_setzero_ps();
+        if (i < R) {
+            /* C is read (or written) after the loop: start fetching it now */
+            _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+            if (V > 1) _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T0);
+        }
     }
     for (k = 0; k < kc; k++) {
         __m512 b0 = _mm512_loadu_ps(b), b1 = V > 1 ? _mm512_loadu_ps(b + 16) : _mm512_setzero_ps();
@@ -1788,6 +1799,13 @@ MT__AVX512 static void mt__kernel_avx512(int64_t kc, const float *a, const float
     }
 }
 
+/* Lanes [lo, hi) of a 16-lane mask (clamped). */
+MT__INLINE __mmask16 mt__mask_range(int64_t lo, int64_t hi) {
+    unsigned a = lo <= 0 ? 0u : lo >= 16 ? 16u : (unsigned)lo, b = hi <= 0 ? 0u : hi >= 16 ? 16u : (unsigned)hi;
+    unsigned ma = a >= 16 ? 0xffffu : (1u << a) - 1u, mb = b >= 16 ? 0xffffu : (1u << b) - 1u;
+    return (__mmask16)(mb & ~ma);
+}
+
 /* 16 x 16 transpose in registers: r[i] lane j -> r[j] lane i. */
 MT__AVX512 MT__INLINE void mt__tr16x16(__m512 *r) {
     __m512 t[16];
@@ -1829,7 +1847,10 @@ MT__AVX512 MT__INLINE void mt__pack16_tr(const float *src, int64_t rs, int h, in
     __m512 sv = _mm512_set1_ps(scale);
     int i;
 #pragma GCC unroll 16
-    for (i = 0; i < 16; i++) r[i] = i < h ? _mm512_mul_ps(_mm512_maskz_loadu_ps(km, src + i * rs), sv) : _mm512_setzero_ps();
+    for (i = 0; i < 16; i++) {
+        r[i] = i < h ? _mm512_maskz_loadu_ps(km, src + i * rs) : _mm512_setzero_ps();
+        if (scale != 1.0f) r[i] = _mm512_mul_ps(r[i], sv);
+    }
     mt__tr16x16(r);
     for (i = 0; i < kk; i++) _mm512_mask_storeu_ps(dst + i * w, lanes, r[i]);
 }
@@ -1841,42 +1862,49 @@ MT__AVX512 static void mt__pack_avx512(const float *src, int64_t rs, int64_t cs,
         mt__pack_c(src, rs, cs, rows, kc, w, scale, dst);
         return;
     }
+    if (rs == 1) {
+        /* rows contiguous: depth outer, so the source streams row by row
+           (row-major B with a long row stride would otherwise touch a new
+           page at every step), one masked vector per 16 rows */
+        __m512 sv = _mm512_set1_ps(scale);
+        __mmask16 wm = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1u);
+        for (k = 0; k < kc; k++) {
+            const float *sk = src + k * cs;
+            float *dk = dst + k * w;
+            for (r0 = 0; r0 < rows; r0 += w) {
+                int64_t h = rows - r0 < w ? rows - r0 : w;
+                float *d = dk + r0 * kc;
+                __mmask16 h0 = mt__mask_range(0, h), h1 = mt__mask_range(0, h - 16);
+                __m512 v0 = _mm512_maskz_loadu_ps(h0, sk + r0);
+                if (scale != 1.0f) v0 = _mm512_mul_ps(v0, sv);
+                if (w == 32) {
+                    __m512 v1 = _mm512_maskz_loadu_ps(h1, sk + r0 + 16);
+                    if (scale != 1.0f) v1 = _mm512_mul_ps(v1, sv);
+                    _mm512_storeu_ps(d, v0);
+                    _mm512_storeu_ps(d + 16, v1);
+                } else {
+                    _mm512_mask_storeu_ps(d, wm, v0);
+                }
+            }
+        }
+        return;
+    }
     for (r0 = 0; r0 < rows; r0 += w) {
         int h = rows - r0 < w ? (int)(rows - r0) : w;
         const float *s = src + r0 * rs;
-        if (rs == 1) {
-            /* rows contiguous: one (masked) vector per 16 rows and depth */
-            __m512 sv = _mm512_set1_ps(scale);
-            __mmask16 h0 = (__mmask16)(h >= 16 ? 0xffff : (1u << h) - 1u);
-            __mmask16 h1 = (__mmask16)(h >= 32 ? 0xffff : h > 16 ? (1u << (h - 16)) - 1u : 0u);
+        /* depth contiguous: transpose 16 x 16 blocks */
+        for (k = 0; k < kc; k += 16) {
+            int kk = kc - k < 16 ? (int)(kc - k) : 16;
             if (w == 32) {
-                for (k = 0; k < kc; k++) {
-                    const float *sk = s + k * cs;
-                    _mm512_storeu_ps(dst + k * 32, _mm512_mul_ps(_mm512_maskz_loadu_ps(h0, sk), sv));
-                    _mm512_storeu_ps(dst + k * 32 + 16, _mm512_mul_ps(_mm512_maskz_loadu_ps(h1, sk + 16), sv));
+                mt__pack16_tr(s + k, rs, h < 16 ? h : 16, kk, scale, dst + k * 32, 32, 0xffff);
+                if (h > 16) {
+                    mt__pack16_tr(s + 16 * rs + k, rs, h - 16, kk, scale, dst + k * 32 + 16, 32, 0xffff);
+                } else {
+                    int j;
+                    for (j = 0; j < kk; j++) _mm512_storeu_ps(dst + (k + j) * 32 + 16, _mm512_setzero_ps());
                 }
             } else {
-                __mmask16 wm = (__mmask16)((1u << w) - 1u);
-                if (w == 16) wm = 0xffff;
-                for (k = 0; k < kc; k++)
-                    _mm512_mask_storeu_ps(dst + k * w, wm, _mm512_mul_ps(_mm512_maskz_loadu_ps(h0, s + k * cs), sv));
-            }
-        } else {
-            /* depth contiguous: transpose 16 x 16 blocks */
-            for (k = 0; k < kc; k += 16) {
-                int kk = kc - k < 16 ? (int)(kc - k) : 16;
-                if (w == 32) {
-                    mt__pack16_tr(s + k, rs, h < 16 ? h : 16, kk, scale, dst + k * 32, 32, 0xffff);
-                    if (h > 16) {
-                        mt__pack16_tr(s + 16 * rs + k, rs, h - 16, kk, scale, dst + k * 32 + 16, 32, 0xffff);
-                    } else {
-                        int j;
-                        for (j = 0; j < kk; j++) _mm512_storeu_ps(dst + (k + j) * 32 + 16, _mm512_setzero_ps());
-                    }
-                } else {
-                    mt__pack16_tr(s + k, rs, h, kk, scale, dst + k * w, w,
-                                  (__mmask16)(w == 16 ? 0xffff : (1u << w) - 1u));
-                }
+                mt__pack16_tr(s + k, rs, h, kk, scale, dst + k * w, w, (__mmask16)(w == 16 ? 0xffff : (1u << w) - 1u));
             }
         }
         dst += (int64_t)w * kc;
@@ -1951,13 +1979,6 @@ static void mt__conv_pack_c(const mt__conv_geom *g, const float *x, int64_t j0, 
 }
 
 #if defined(MT__X86)
-/* Lanes [lo, hi) of a 16-lane mask (clamped). */
-MT__INLINE __mmask16 mt__mask_range(int64_t lo, int64_t hi) {
-    unsigned a = lo <= 0 ? 0u : lo >= 16 ? 16u : (unsigned)lo, b = hi <= 0 ? 0u : hi >= 16 ? 16u : (unsigned)hi;
-    unsigned ma = a >= 16 ? 0xffffu : (1u << a) - 1u, mb = b >= 16 ? 0xffffu : (1u << b) - 1u;
-    return (__mmask16)(mb & ~ma);
-}
-
 /* Unit column stride: each run is a masked vector copy of one input row
    (masked lanes are the padding and are never read). The masks and offsets
    of a run depend on the kernel column only, so they are computed once per
