@@ -99,7 +99,7 @@ typedef struct side {
 
 /* Alternates the sides, `rounds` times (fewer when slow), best time each. */
 static void race(side *s, int nsides, int threads, double budget) {
-    int r, i, rounds = 5;
+    int r, i, rounds = 10;
     double spent = 0;
     for (i = 0; i < nsides; i++) s[i].best = 1e30;
     for (r = 0; r < rounds; r++) {
@@ -194,7 +194,7 @@ static void bench_gemm(const char *kind, int64_t m, int64_t k, int64_t n) {
         s[0].ctx = &g;
         s[1].fn = ref_gemm;
         s[1].ctx = &g;
-        race(s, 2, t, 3.0);
+        race(s, 2, t, 5.0);
         row(name, t, flops, s[0].best, s[1].best, 0);
     }
     mt_release(&g.ta);
@@ -391,7 +391,7 @@ static void bench_conv(int64_t ch, int64_t hw) {
         s[1].ctx = &c;
         s[2].fn = c.dnnl_ok ? ref_conv_dnnl : NULL;
         s[2].ctx = &c;
-        race(s, 3, t, 4.0);
+        race(s, 3, t, 8.0);
         row(name, t, flops, s[0].best, s[1].best, c.dnnl_ok ? s[2].best : -1);
         if (t == 1) {
             /* same numbers as the reference, to the float32 bound */
@@ -486,11 +486,11 @@ static void bench_attention(int64_t heads, int64_t seq, int64_t dim) {
         s[0].ctx = &a;
         s[1].fn = ref_attn;
         s[1].ctx = &a;
-        race(s, 2, t, 8.0);
+        race(s, 2, t, 16.0);
         ref_gemm_only = 1;
         g.fn = ref_attn;
         g.ctx = &a;
-        race(&g, 1, t, 2.0);
+        race(&g, 1, t, 4.0);
         ref_gemm_only = 0;
         row(name, t, flops, s[0].best, s[1].best, -1);
         printf("%-34s %3s  (reference without its softmax: %.1f GFLOP/s, ours %.2fx)\n", "", "",
@@ -540,10 +540,27 @@ int main(int argc, char **argv) {
         }
     }
     filter = argc > 1 ? argv[1] : NULL;
+    {
+        /* machine and date, for the record */
+        char line[256], model[160] = "unknown CPU", day[32] = "";
+        FILE *f = fopen("/proc/cpuinfo", "r");
+        time_t now_t = time(NULL);
+        while (f && fgets(line, sizeof line, f))
+            if (strncmp(line, "model name", 10) == 0 && strchr(line, ':')) {
+                snprintf(model, sizeof model, "%s", strchr(line, ':') + 2);
+                model[strcspn(model, "\n")] = 0;
+                break;
+            }
+        if (f) fclose(f);
+        strftime(day, sizeof day, "%Y-%m-%d", localtime(&now_t));
+        printf("%s, %s, %ld online cores\n", day, model, sysconf(_SC_NPROCESSORS_ONLN));
+    }
     *(void **)(&omp_set_threads) = dlsym(RTLD_DEFAULT, "omp_set_num_threads");
-    printf("modular_tensor.h kernels: SIMD path %s; OpenBLAS %s core %s; oneDNN threads via %s\n",
+    printf("modular_tensor.h kernels: SIMD path %s;%s core %s; oneDNN threads via %s\n",
            mt_simd_name(mt_get_simd()), OPENBLAS_VERSION, openblas_get_corename(),
            omp_set_threads ? "omp_set_num_threads" : "(not found)");
+    printf("ref: OpenBLAS sgemm (matmul, gemm), im2col + OpenBLAS (conv2d), OpenBLAS GEMM + softmax + GEMM\n"
+           "(attention); ref2: oneDNN convolution; ratio = ours / ref speed; best of up to 10 runs\n");
     printf("%-34s %3s %9s %9s %7s %9s %7s\n", "case", "thr", "ours", "ref", "ratio", "ref2", "ratio2");
     printf("%-34s %3s %9s %9s %7s %9s %7s\n", "", "", "GFLOP/s", "GFLOP/s", "", "GFLOP/s", "");
     bench_gemm("matmul", 256, 256, 256);
