@@ -71,3 +71,46 @@ static int test_finish(void) {
 }
 
 #endif
+
+/* (POSIX; define _POSIX_C_SOURCE 200809L first.)
+   Runs fn with stdout going to a temporary file and returns what it printed
+   (malloc'd, NUL-terminated; NULL on failure). *rc gets fn's return value. */
+#if defined(_POSIX_C_SOURCE) && _POSIX_C_SOURCE >= 200112L
+#include <unistd.h>
+static inline char *test_capture(int (*fn)(void), int *rc) {
+    FILE *tmp = tmpfile();
+    int saved;
+    long n;
+    char *buf;
+    if (!tmp) return NULL;
+    fflush(stdout);
+    saved = dup(1);
+    dup2(fileno(tmp), 1);
+    *rc = fn();
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    n = ftell(tmp);
+    buf = (char *)malloc((size_t)(n > 0 ? n : 0) + 1);
+    if (buf) {
+        rewind(tmp);
+        n = (long)fread(buf, 1, (size_t)(n > 0 ? n : 0), tmp);
+        buf[n > 0 ? n : 0] = '\0';
+    }
+    fclose(tmp);
+    return buf;
+}
+#endif
+
+/* Joins NULL-terminated parts (long expected texts are split to stay under
+   the string-literal length C99 guarantees). Free the result. */
+static inline char *test_join(const char *const *parts) {
+    size_t n = 0, i;
+    char *s;
+    for (i = 0; parts[i]; i++) n += strlen(parts[i]);
+    s = (char *)malloc(n + 1);
+    if (!s) return NULL;
+    s[0] = '\0';
+    for (i = 0; parts[i]; i++) strcat(s, parts[i]);
+    return s;
+}
