@@ -1648,8 +1648,8 @@ typedef struct mt__pool_job {
     void *ctx;
     int64_t n, chunk, nchunks;
     int64_t next;     /* atomic: next chunk to claim */
-    int64_t done;     /* chunks finished (under mt__pool_mu) */
-    int active;       /* workers inside the job (under mt__pool_mu) */
+    int64_t done;     /* atomic: chunks finished */
+    int active;       /* atomic: workers inside the job (joining is under mt__pool_mu) */
 } mt__pool_job;
 
 static pthread_mutex_t mt__pool_run = PTHREAD_MUTEX_INITIALIZER;
@@ -1659,9 +1659,24 @@ static pthread_cond_t mt__pool_idle = PTHREAD_COND_INITIALIZER;
 static pthread_t *mt__pool_threads;         /* under mt__pool_run */
 static int mt__pool_nworkers;               /* under mt__pool_run */
 static int mt__pool_atexit_set;             /* under mt__pool_run */
-static int mt__pool_stop;                   /* under mt__pool_mu */
-static unsigned long mt__pool_gen;          /* under mt__pool_mu: job number */
+static int mt__pool_stop;                   /* written under mt__pool_mu, atomic */
+static unsigned long mt__pool_gen;          /* written under mt__pool_mu, atomic: job number */
 static mt__pool_job *mt__pool_job_slot;     /* under mt__pool_mu */
+
+/* Spins before sleeping (a worker between jobs, the caller waiting for the
+   workers): back-to-back parallel calls, such as the layers of a network,
+   then hand over without waiting for the scheduler to wake a thread, which
+   takes milliseconds on a loaded machine. About 1 ms on a recent Xeon
+   (pause is ~50 ns there), less on older cores. */
+#define MT__POOL_SPIN 20000
+
+static void mt__cpu_relax(void) {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+    __asm__ __volatile__("pause");
+#elif defined(__aarch64__) && defined(__GNUC__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 static int mt__cpu_count(void) {
     static int cached;
@@ -1677,23 +1692,42 @@ static int mt__cpu_count(void) {
 static void *mt__pool_worker(void *arg) {
     unsigned long seen = (unsigned long)(uintptr_t)arg;
     mt__in_parallel = 1;
-    pthread_mutex_lock(&mt__pool_mu);
     for (;;) {
         mt__pool_job *job;
         int64_t mine;
-        while (!mt__pool_stop && (!mt__pool_job_slot || mt__pool_gen == seen))
+        int spin;
+        for (spin = 0; spin < MT__POOL_SPIN; spin++) {
+            if (__atomic_load_n(&mt__pool_gen, __ATOMIC_ACQUIRE) != seen ||
+                __atomic_load_n(&mt__pool_stop, __ATOMIC_ACQUIRE))
+                break;
+            mt__cpu_relax();
+        }
+        pthread_mutex_lock(&mt__pool_mu);
+        for (;;) {
+            if (mt__pool_stop) break;
+            if (mt__pool_job_slot && mt__pool_gen != seen) break;
+            seen = mt__pool_gen; /* a job that ended before we looked */
             pthread_cond_wait(&mt__pool_wake, &mt__pool_mu);
-        if (mt__pool_stop) break;
+        }
+        if (mt__pool_stop) {
+            pthread_mutex_unlock(&mt__pool_mu);
+            break;
+        }
         seen = mt__pool_gen;
         job = mt__pool_job_slot;
-        job->active++;
+        __atomic_add_fetch(&job->active, 1, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&mt__pool_mu);
         mine = mt__run_chunks(job->fn, job->ctx, job->n, job->chunk, job->nchunks, &job->next);
-        pthread_mutex_lock(&mt__pool_mu);
-        job->done += mine;
-        if (--job->active == 0 && job->done == job->nchunks) pthread_cond_signal(&mt__pool_idle);
+        /* no lock on the way out (a thread blocked on a lock can wait long
+           for a core on a busy machine); the job may be gone once active
+           drops to 0, so only globals are touched after that */
+        __atomic_add_fetch(&job->done, mine, __ATOMIC_RELEASE);
+        if (__atomic_sub_fetch(&job->active, 1, __ATOMIC_ACQ_REL) == 0) {
+            pthread_mutex_lock(&mt__pool_mu);
+            pthread_cond_signal(&mt__pool_idle);
+            pthread_mutex_unlock(&mt__pool_mu);
+        }
     }
-    pthread_mutex_unlock(&mt__pool_mu);
     return NULL;
 }
 
@@ -1702,7 +1736,7 @@ static void mt__pool_stop_workers(void) {
     int i;
     if (!mt__pool_nworkers) return;
     pthread_mutex_lock(&mt__pool_mu);
-    mt__pool_stop = 1;
+    __atomic_store_n(&mt__pool_stop, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&mt__pool_wake);
     pthread_mutex_unlock(&mt__pool_mu);
     for (i = 0; i < mt__pool_nworkers; i++) pthread_join(mt__pool_threads[i], NULL);
@@ -1710,7 +1744,7 @@ static void mt__pool_stop_workers(void) {
     mt__pool_threads = NULL;
     mt__pool_nworkers = 0;
     pthread_mutex_lock(&mt__pool_mu);
-    mt__pool_stop = 0;
+    __atomic_store_n(&mt__pool_stop, 0, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&mt__pool_mu);
 }
 
@@ -1733,9 +1767,7 @@ static void mt__pool_resize(int want) {
     mt__pool_threads = (pthread_t *)MT_MALLOC(sizeof(pthread_t) * (size_t)want);
     if (!mt__pool_threads) return;
     if (!mt__pool_atexit_set) mt__pool_atexit_set = atexit(mt__pool_atexit) == 0;
-    pthread_mutex_lock(&mt__pool_mu);
-    gen = mt__pool_gen;
-    pthread_mutex_unlock(&mt__pool_mu);
+    gen = __atomic_load_n(&mt__pool_gen, __ATOMIC_ACQUIRE);
     for (i = 0; i < want; i++) {
         if (pthread_create(&mt__pool_threads[i], NULL, mt__pool_worker, (void *)(uintptr_t)gen) != 0) break;
         mt__pool_nworkers++;
@@ -1749,7 +1781,7 @@ static void mt__pool_resize(int want) {
 MTDEF void mt_parallel_for(int64_t n, int64_t grain, mt_parallel_fn fn, void *ctx) {
     mt__pool_job job;
     int64_t mine, nchunks;
-    int threads;
+    int threads, spin;
     if (n <= 0) return;
     if (grain < 1) grain = 1;
     threads = mt_get_num_threads();
@@ -1779,13 +1811,21 @@ MTDEF void mt_parallel_for(int64_t n, int64_t grain, mt_parallel_fn fn, void *ct
     mt__in_parallel = 1;
     pthread_mutex_lock(&mt__pool_mu);
     mt__pool_job_slot = &job;
-    mt__pool_gen++;
+    __atomic_add_fetch(&mt__pool_gen, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&mt__pool_wake);
     pthread_mutex_unlock(&mt__pool_mu);
     mine = mt__run_chunks(fn, ctx, n, job.chunk, job.nchunks, &job.next);
+    __atomic_add_fetch(&job.done, mine, __ATOMIC_RELEASE);
+    for (spin = 0; spin < MT__POOL_SPIN; spin++) {
+        if (__atomic_load_n(&job.done, __ATOMIC_ACQUIRE) == job.nchunks &&
+            __atomic_load_n(&job.active, __ATOMIC_ACQUIRE) == 0)
+            break;
+        mt__cpu_relax();
+    }
     pthread_mutex_lock(&mt__pool_mu);
-    job.done += mine;
-    while (job.active > 0 || job.done < job.nchunks) pthread_cond_wait(&mt__pool_idle, &mt__pool_mu);
+    while (__atomic_load_n(&job.active, __ATOMIC_ACQUIRE) > 0 ||
+           __atomic_load_n(&job.done, __ATOMIC_ACQUIRE) < job.nchunks)
+        pthread_cond_wait(&mt__pool_idle, &mt__pool_mu);
     mt__pool_job_slot = NULL;
     pthread_mutex_unlock(&mt__pool_mu);
     mt__in_parallel = 0;
@@ -5320,12 +5360,17 @@ static void mt__gemm_plan(mt__gemm *g, int threads) {
     const mt__arch *ar = g->ar;
     int64_t mp = mt__ceil_div(g->m, ar->mr), np = mt__ceil_div(g->n, ar->nr), want = 1, per, tm, best_tm = 1,
             best_tn = 1;
-    double flops = 2.0 * (double)g->m * (double)g->n * (double)g->k * (double)g->nbatch, best = -1;
+    double flops = 2.0 * (double)g->m * (double)g->n * (double)g->k * (double)g->nbatch, best = -1, wa, wb;
     if (threads > 1 && flops >= 2e6) want = flops >= 1e8 ? 2 * (int64_t)threads : threads;
     per = mt__ceil_div(want, g->nbatch);
+    /* a tile packs its A rows (m x k) and B columns (k x n): splitting rows
+       duplicates B packing, splitting columns duplicates A packing, and a
+       transposing pack (depth-contiguous source) costs about twice a copy */
+    wa = g->a_cs == 1 ? 2.0 : 1.0;
+    wb = g->conv || (g->b_rs == 1 && g->b_cs != 1) ? 2.0 : 1.0;
     for (tm = 1; tm <= mt__min64(per, mp); tm++) {
         int64_t tn = mt__min64(mt__ceil_div(per, tm), np);
-        double cost = (double)tm * (double)g->n + (double)tn * (double)g->m;
+        double cost = (double)tm * (double)g->n * wb + (double)tn * (double)g->m * wa;
         if (tm * tn < per) cost += 1e30 * (double)(per - tm * tn);
         if (best < 0 || cost < best) {
             best = cost;
