@@ -210,7 +210,9 @@ MTDEF void mt_convert(void *dst, mt_dtype dst_dt, const void *src, mt_dtype src_
    (serially, same results). A kernel called from inside a parallel region
    also runs inline. Results never depend on the thread count or on which
    thread ran what: work is split by output and every reduction has a fixed
-   order. Define MT_NO_THREADS to build without threads (all calls serial). */
+   order. After a call the workers spin for about a millisecond before they
+   sleep, so that consecutive calls (the layers of a network) start at once.
+   Define MT_NO_THREADS to build without threads (all calls serial). */
 
 /* Threads used by the heavy kernels: n <= 0 means one per online core (the
    default). Takes effect at the next parallel call. */
@@ -222,8 +224,9 @@ MTDEF int mt_get_num_threads(void);
 typedef void (*mt_parallel_fn)(void *ctx, int64_t begin, int64_t end);
 MTDEF void mt_parallel_for(int64_t n, int64_t grain, mt_parallel_fn fn, void *ctx);
 /* Stops and joins the worker threads and frees the pool (waits for a call in
-   progress). Safe to call at any time, also twice; the next parallel call
-   starts the pool again. Runs automatically at exit (atexit). */
+   progress). Safe to call at any time but from inside a parallel region,
+   also twice; the next parallel call starts the pool again. Runs
+   automatically at exit (atexit). */
 MTDEF void mt_threads_shutdown(void);
 
 /* ======================================================================
