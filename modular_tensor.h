@@ -1644,6 +1644,7 @@ MTDEF void mt_threads_shutdown(void) {}
 #else
 
 #include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
 typedef struct mt__pool_job {
@@ -1665,20 +1666,24 @@ static int mt__pool_atexit_set;             /* under mt__pool_run */
 static int mt__pool_stop;                   /* written under mt__pool_mu, atomic */
 static unsigned long mt__pool_gen;          /* written under mt__pool_mu, atomic: job number */
 static mt__pool_job *mt__pool_job_slot;     /* under mt__pool_mu */
+static int mt__pool_sleepers;               /* under mt__pool_mu: workers in cond_wait */
 
 /* Spins before sleeping (a worker between jobs, the caller waiting for the
    workers): back-to-back parallel calls, such as the layers of a network,
    then hand over without waiting for the scheduler to wake a thread, which
-   takes milliseconds on a loaded machine. About 1 ms on a recent Xeon
-   (pause is ~50 ns there), less on older cores. */
+   takes milliseconds on a loaded machine, and without a wake-up call, which
+   can make the scheduler put the woken thread on the caller's core. The
+   spin yields the core every few steps, so a spinning thread never keeps a
+   runnable one waiting. About 1 ms. */
 #define MT__POOL_SPIN 20000
 
-static void mt__cpu_relax(void) {
+static void mt__cpu_relax(int step) {
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
     __asm__ __volatile__("pause");
 #elif defined(__aarch64__) && defined(__GNUC__)
     __asm__ __volatile__("yield");
 #endif
+    if ((step & 31) == 31) sched_yield();
 }
 
 static int mt__cpu_count(void) {
@@ -1703,14 +1708,16 @@ static void *mt__pool_worker(void *arg) {
             if (__atomic_load_n(&mt__pool_gen, __ATOMIC_ACQUIRE) != seen ||
                 __atomic_load_n(&mt__pool_stop, __ATOMIC_ACQUIRE))
                 break;
-            mt__cpu_relax();
+            mt__cpu_relax(spin);
         }
         pthread_mutex_lock(&mt__pool_mu);
         for (;;) {
             if (mt__pool_stop) break;
             if (mt__pool_job_slot && mt__pool_gen != seen) break;
             seen = mt__pool_gen; /* a job that ended before we looked */
+            mt__pool_sleepers++;
             pthread_cond_wait(&mt__pool_wake, &mt__pool_mu);
+            mt__pool_sleepers--;
         }
         if (mt__pool_stop) {
             pthread_mutex_unlock(&mt__pool_mu);
@@ -1815,7 +1822,7 @@ MTDEF void mt_parallel_for(int64_t n, int64_t grain, mt_parallel_fn fn, void *ct
     pthread_mutex_lock(&mt__pool_mu);
     mt__pool_job_slot = &job;
     __atomic_add_fetch(&mt__pool_gen, 1, __ATOMIC_RELEASE);
-    pthread_cond_broadcast(&mt__pool_wake);
+    if (mt__pool_sleepers) pthread_cond_broadcast(&mt__pool_wake); /* spinning workers see gen */
     pthread_mutex_unlock(&mt__pool_mu);
     mine = mt__run_chunks(fn, ctx, n, job.chunk, job.nchunks, &job.next);
     __atomic_add_fetch(&job.done, mine, __ATOMIC_RELEASE);
@@ -1823,7 +1830,7 @@ MTDEF void mt_parallel_for(int64_t n, int64_t grain, mt_parallel_fn fn, void *ct
         if (__atomic_load_n(&job.done, __ATOMIC_ACQUIRE) == job.nchunks &&
             __atomic_load_n(&job.active, __ATOMIC_ACQUIRE) == 0)
             break;
-        mt__cpu_relax();
+        mt__cpu_relax(spin);
     }
     pthread_mutex_lock(&mt__pool_mu);
     while (__atomic_load_n(&job.active, __ATOMIC_ACQUIRE) > 0 ||
