@@ -24,7 +24,7 @@ TEST_SRC = $(wildcard tests/test_*.c)
 CXX_SRC = $(wildcard tests/test_*.cpp)
 EXAMPLE_SRC = $(wildcard examples/*.c)
 BENCH_SRC = $(wildcard tests/bench/*.c)
-HEADERS = modular.h modular_tensor.h tests/test.h $(wildcard examples/*.h)
+HEADERS = modular.h modular_tensor.h $(wildcard tests/*.h) $(wildcard examples/*.h)
 
 TESTS = $(patsubst tests/%.c,$(BUILD)/%,$(TEST_SRC)) $(patsubst tests/%.cpp,$(BUILD)/%,$(CXX_SRC))
 EXAMPLES = $(patsubst examples/%.c,$(BUILD)/%,$(EXAMPLE_SRC))
@@ -49,7 +49,7 @@ define ensure_packages
 	fi
 endef
 
-.PHONY: all run test sanitize valgrind bench clean deps-build deps-test deps-valgrind deps-bench examples tests
+.PHONY: all run test sanitize valgrind bench benches clean deps-build deps-test deps-valgrind deps-bench examples tests
 
 all: deps-build
 	@$(MAKE) --no-print-directory examples tests
@@ -89,10 +89,19 @@ test: deps-test
 	@$(MAKE) --no-print-directory tests
 	@TEST_QUIET=1; export TEST_QUIET; $(call RUN_TESTS,)
 
+# The main job: the four seed examples (their text goes to out/<name>.txt),
+# then the diffusion pipeline: its block tree and doc, text-to-image for
+# three prompts, image-to-image, inpainting, and one image from the
+# command-line example, as PNG files in out/.
+SEED_EXAMPLES = pipeline_block sequential_blocks loop_blocks auto_blocks
 run: deps-build
-	@$(MAKE) --no-print-directory examples
+	@$(MAKE) -j2 --no-print-directory examples
 	@mkdir -p out
-	@for e in $(EXAMPLES); do echo "== $$e"; ./$$e || exit 1; done
+	@for e in $(SEED_EXAMPLES); do $(BUILD)/$$e > out/$$e.txt || exit 1; \
+	  echo "== $(BUILD)/$$e: ok (printed to out/$$e.txt)"; done
+	@echo "== $(BUILD)/main_job"; $(BUILD)/main_job
+	@echo "== $(BUILD)/generate"; $(BUILD)/generate --prompt "a small purple star at the top on a black background" \
+	  --seed 3 --out out/generate.png
 
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 sanitize: deps-test
@@ -113,6 +122,10 @@ run-tests:
 bench: deps-bench
 	@$(MAKE) --no-print-directory $(BENCHES)
 	@for b in $(BENCHES); do echo "== $$b"; ./$$b || exit 1; done
+
+# builds the benchmarks without running them (CI: -O3 warnings)
+benches: deps-bench
+	@$(MAKE) --no-print-directory $(BENCHES)
 
 $(BUILD)/%: tests/bench/%.c $(HEADERS) | $(BUILD)
 	$(CC) $(CFLAGS_ALL) -O3 -o $@ $< $(LDLIBS) $(BENCH_LIBS)

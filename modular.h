@@ -76,6 +76,7 @@
                 INTERMEDIATE, INTERMEDIATE_REQUIRED   intermediate input (changes written back)
                 OUTPUT                          intermediate output (added to the state)
                 MODIFIED                        intermediate input that is also an output
+                MODIFIED_REQUIRED               the same, required
                 INPUT_OUTPUT                    user input that is also an output
                 COMPONENT                       a pipeline component (ComponentSpec)
                 CONFIG                          a pipeline config (ConfigSpec)
@@ -391,7 +392,8 @@ MODDEF void mod_block_free(mod_block *b); /* drops one reference; NULL is fine *
 
 /* Editing a sequential block or a loop body (InsertableDict). `path` may be
    dotted ("denoise.after_denoiser") to reach a nested child. The parent
-   keeps its own reference to an inserted child. */
+   keeps its own reference to an inserted child. Replace also swaps a branch
+   of an auto block, which keeps its trigger. */
 MODDEF mod_status mod_block_insert(mod_block *parent, int index, const char *name, mod_block *child);
 MODDEF mod_status mod_block_pop(mod_block *root, const char *path, mod_block **out); /* out may be NULL */
 MODDEF mod_status mod_block_pop_at(mod_block *parent, int index, mod_block **out);
@@ -443,7 +445,8 @@ typedef struct mod_iter {
     const void *user; /* anything else */
 } mod_iter;
 
-/* generic access by name (make_block blocks; also works for MOD_BLOCK) */
+/* access by name for make_block blocks (MOD_BLOCK blocks use their typed fields;
+   for them get returns NULL and set fails); repr works for both */
 MODDEF const mod_value *mod_block_state_get(mod_block_state *bs, const char *name); /* NULL when absent */
 MODDEF mod_status mod_block_state_set(mod_block_state *bs, const char *name, mod_value v);
 MODDEF char *mod_block_state_repr(mod_block_state *bs); /* BlockState(...) */
@@ -576,6 +579,7 @@ MODDEF const mt_tensor *mod_value_tensor(const mod_value *v); /* NULL unless a t
 #define MOD__ROLE_INTERMEDIATE_REQUIRED (MOD_PARAM_INTERMEDIATE | MOD_PARAM_REQUIRED, NULL)
 #define MOD__ROLE_OUTPUT (MOD_PARAM_OUTPUT, NULL)
 #define MOD__ROLE_MODIFIED (MOD_PARAM_INTERMEDIATE | MOD_PARAM_OUTPUT, NULL)
+#define MOD__ROLE_MODIFIED_REQUIRED (MOD_PARAM_INTERMEDIATE | MOD_PARAM_OUTPUT | MOD_PARAM_REQUIRED, NULL)
 #define MOD__ROLE_INPUT_OUTPUT (MOD_PARAM_INPUT | MOD_PARAM_OUTPUT, NULL)
 #define MOD__ROLE_COMPONENT (MOD_PARAM_COMPONENT, NULL)
 #define MOD__ROLE_CONFIG (MOD_PARAM_CONFIG, NULL)
@@ -594,7 +598,7 @@ MODDEF const mt_tensor *mod_value_tensor(const mod_value *v); /* NULL unless a t
 #define MOD__DEFAULT_BOOL(has, v, x) {(has) ? MOD_BOOL : MOD_ABSENT, (int64_t)((v) ? 1 : 0), 0.0, NULL, NULL}
 #define MOD__DEFAULT_INT(has, v, x) {(has) ? MOD_INT : MOD_ABSENT, (int64_t)(v), 0.0, NULL, NULL}
 #define MOD__DEFAULT_FLOAT(has, v, x) {(has) ? MOD_FLOAT : MOD_ABSENT, 0, (double)(v), NULL, NULL}
-#define MOD__DEFAULT_STR(has, v, x) {(has) ? MOD_STR : MOD_ABSENT, 0, 0.0, (has) ? (v) : NULL, NULL}
+#define MOD__DEFAULT_STR(has, v, x) {(has) ? MOD_STR : MOD_ABSENT, 0, 0.0, (has) ? (const char *)(v) : (const char *)NULL, NULL}
 #define MOD__DEFAULT_TENSOR(has, v, x) {MOD__NO_DEFAULT(has), 0, 0.0, NULL, NULL}
 #define MOD__DEFAULT_LIST(has, v, x) {MOD__NO_DEFAULT(has), 0, 0.0, NULL, NULL}
 #define MOD__DEFAULT_DICT(has, v, x) {MOD__NO_DEFAULT(has), 0, 0.0, NULL, NULL}
@@ -633,6 +637,12 @@ MODDEF const mt_tensor *mod_value_tensor(const mod_value *v); /* NULL unless a t
 #define MOD__THREAD_LOCAL __declspec(thread)
 #else
 #define MOD__THREAD_LOCAL __thread
+#endif
+
+#if defined(__cplusplus) || !defined(__STDC_VERSION__) || __STDC_VERSION__ < 199901L
+#define MOD__RESTRICT __restrict
+#else
+#define MOD__RESTRICT restrict
 #endif
 
 #define MOD__INC(p) __atomic_add_fetch((p), 1, __ATOMIC_RELAXED)
@@ -1282,6 +1292,7 @@ MODDEF int mod_value_repr(const mod_value *v, char *buf, size_t size) {
     if (sb.failed) {
         MOD_FREE(sb.buf);
         if (size) buf[0] = '\0';
+        mod__oom();
         return 0;
     }
     n = snprintf(buf, size, "%s", sb.buf ? sb.buf : "");
@@ -1901,7 +1912,8 @@ MODDEF mod_status mod_block_pop_at(mod_block *parent, int index, mod_block **out
 }
 
 static mod_status mod__replace(mod_block *parent, int index, mod_block *child) {
-    mod_status s = mod__check_editable(parent);
+    /* an auto block's branch may be swapped too (its trigger stays) */
+    mod_status s = parent && parent->kind == MOD__AUTO ? MOD_OK : mod__check_editable(parent);
     if (s != MOD_OK) return s;
     if (!child) return mod__fail(MOD_ERR_ARGUMENT, "replacement block is NULL");
     if (mod__contains(child, parent))
@@ -2357,7 +2369,7 @@ static void mod__full_description(mod__sb *sb, const mod_block *b) {
     int i, k;
     mod__sb_puts(sb, b->description);
     if (!b->nworkflows) return;
-    mod__sb_puts(sb, b->description[0] ? "\n\nSupported workflows:" : "\n\nSupported workflows:");
+    mod__sb_puts(sb, "\n\nSupported workflows:");
     for (i = 0; i < b->nworkflows; i++) {
         mod__sb_printf(sb, "\n  - `%s`: ", b->wf_names[i]);
         if (!b->wf_triggers[i][0]) mod__sb_puts(sb, "default (no additional inputs required)");
@@ -2832,6 +2844,7 @@ static mod_status mod__validate(const mod_block *b, int pipeline) {
                 mod__sb_printf(&scen, "%s%s", trig.n > 1 ? ", " : "", tv[i]);
             }
         }
+        if (s == MOD_OK && scen.failed) s = mod__oom();
         if (s == MOD_OK && mod__reserve((void **)&trig.v, &trig.cap, trig.n + 1, sizeof(char *))) {
             trig.v[trig.n] = NULL;
             s = mod__units_for(b, trig.v, &u);
@@ -2915,7 +2928,7 @@ static void mod__mm_set_src(mod__mm *m, const char *name, int node, int keep_old
     m->ns++;
 }
 
-static void mod__mm_consume(mod__mm *m, const char *name, int node, int dashed_from_later) {
+static void mod__mm_consume(mod__mm *m, const char *name, int node) {
     int i, any = 0;
     if (mod__reserve((void **)&m->events, &m->evcap, m->nev + 1, sizeof(mod__mm_src))) {
         m->events[m->nev].name = name;
@@ -2929,7 +2942,7 @@ static void mod__mm_consume(mod__mm *m, const char *name, int node, int dashed_f
             mod__mm_edge_add(m, m->src[i].node, node, name, 0);
             any = 1;
         }
-    if (!any && !dashed_from_later && mod__names_has(m->args, name)) mod__mm_edge_add(m, 0, node, name, 0);
+    if (!any && mod__names_has(m->args, name)) mod__mm_edge_add(m, 0, node, name, 0);
 }
 
 static void mod__mm_id(mod__sb *sb, int node) {
@@ -2956,7 +2969,7 @@ static void mod__mm_leaf(mod__mm *m, const mod_block *b, const char *label, int 
         if (!MOD__IS_COLLECTOR(f.in.v[i].p) && mod__names_has(m->args, f.in.v[i].p->name))
             mod__mm_edge_add(m, 0, node, f.in.v[i].p->name, 0);
     for (i = 0; i < f.inter.n; i++)
-        if (!MOD__IS_COLLECTOR(f.inter.v[i].p)) mod__mm_consume(m, f.inter.v[i].p->name, node, 0);
+        if (!MOD__IS_COLLECTOR(f.inter.v[i].p)) mod__mm_consume(m, f.inter.v[i].p->name, node);
     for (i = 0; i < f.out.n; i++) mod__mm_set_src(m, f.out.v[i].p->name, node, 0);
     mod__iface_free(&f);
 }
@@ -3065,9 +3078,21 @@ enum { MOD__OP_LEAF = 1, MOD__OP_AUTO, MOD__OP_JUMP, MOD__OP_LOOP };
 
 typedef struct mod__row {
     const mod__param *p;
-    int slot;  /* scope slot; component / config index for those rows */
-    int group; /* kwargs group id (0: none) */
+    int slot;           /* scope slot; component / config index for those rows */
+    int group;          /* kwargs group id (0: none) */
+    unsigned char src;  /* where the row reads from: MOD__SRC_* */
+    unsigned char fast; /* a value of this kind loads with one store (0: none) */
+    unsigned char wb;   /* how it is written back: MOD__WB_* */
 } mod__row;
+
+enum { MOD__SRC_NONE = 0, MOD__SRC_IN, MOD__SRC_INTER, MOD__SRC_COMPONENT, MOD__SRC_CONFIG };
+
+/* Write-back classes (the seeds' Key Observations, decided at compile time):
+   SKIP an input (stays local), a component, a config; CHANGED an
+   intermediate input, or anything in a loop's shared state: written when
+   changed; MODIFIED an intermediate input that is also an output; INOUT an
+   input that is also an output; OUTPUT an output; COLLECT a kwargs group. */
+enum { MOD__WB_SKIP = 0, MOD__WB_CHANGED, MOD__WB_MODIFIED, MOD__WB_INOUT, MOD__WB_OUTPUT, MOD__WB_COLLECT };
 
 typedef struct mod__leaf {
     const mod_block *block;
@@ -3076,6 +3101,11 @@ typedef struct mod__leaf {
     int loop;   /* a loop wrapper: its loop index; else -1 */
     mod__row *rows;
     int nrows;
+    int owns;   /* some typed field holds references (tensors, values) */
+    int *checks; /* rows the pre-run check looks at (required, components) */
+    int nchecks;
+    int *outs;   /* slots of its outputs */
+    int nouts;
     size_t off; /* its scratch memory in the call arena */
 } mod__leaf;
 
@@ -3178,6 +3208,8 @@ static void mod__plan_release(mod__plan *pl) {
     for (i = 0; i < pl->nleaves; i++) {
         MOD_FREE(pl->leaves[i].path);
         MOD_FREE(pl->leaves[i].rows);
+        MOD_FREE(pl->leaves[i].checks);
+        MOD_FREE(pl->leaves[i].outs);
         mod_block_free((mod_block *)pl->leaves[i].block);
     }
     for (i = 0; i < pl->nloops; i++) {
@@ -3325,6 +3357,49 @@ static mod_status mod__compile_leaf(mod__plan *pl, const mod_block *b, const cha
         else if (!MOD__IS_COLLECTOR(p) && (r->slot = mod__intern(pl, scope, p->name)) < 0)
             return mod__oom();
         if ((r->group = mod__group(pl, p->kwargs)) < 0) return mod__oom();
+        if (p->flags & MOD_PARAM_COMPONENT)
+            r->src = MOD__SRC_COMPONENT;
+        else if (p->flags & MOD_PARAM_CONFIG)
+            r->src = MOD__SRC_CONFIG;
+        else if (r->slot < 0)
+            r->src = MOD__SRC_NONE;
+        else if (scope >= 0 || (p->flags & MOD_PARAM_INTERMEDIATE))
+            r->src = MOD__SRC_INTER;
+        else if (p->flags & MOD_PARAM_INPUT)
+            r->src = MOD__SRC_IN;
+        r->fast = (unsigned char)(p->type == MOD_FIELD_INT ? MOD_INT : p->type == MOD_FIELD_FLOAT ? MOD_FLOAT
+                                  : p->type == MOD_FIELD_BOOL ? MOD_BOOL : 0);
+        if (p->flags & (MOD_PARAM_COMPONENT | MOD_PARAM_CONFIG))
+            r->wb = MOD__WB_SKIP;
+        else if (MOD__IS_COLLECTOR(p))
+            r->wb = MOD__WB_COLLECT;
+        else if (scope >= 0)
+            r->wb = MOD__WB_CHANGED;
+        else if ((p->flags & MOD__IO_FLAGS) == (MOD_PARAM_INTERMEDIATE | MOD_PARAM_OUTPUT))
+            r->wb = MOD__WB_MODIFIED;
+        else if ((p->flags & MOD__IO_FLAGS) == (MOD_PARAM_INPUT | MOD_PARAM_OUTPUT))
+            r->wb = MOD__WB_INOUT;
+        else if (p->flags & MOD_PARAM_OUTPUT)
+            r->wb = MOD__WB_OUTPUT;
+        else if (p->flags & MOD_PARAM_INTERMEDIATE)
+            r->wb = MOD__WB_CHANGED;
+        else
+            r->wb = MOD__WB_SKIP;
+    }
+    {
+        mod__leaf *l = &pl->leaves[*out];
+        l->checks = (int *)mod__calloc((size_t)b->nparams + 1, sizeof(int));
+        l->outs = (int *)mod__calloc((size_t)b->nparams + 1, sizeof(int));
+        if (!l->checks || !l->outs) return mod__oom();
+        for (i = 0; i < b->nparams; i++) {
+            const mod__row *r = &l->rows[i];
+            if ((r->p->flags & MOD_PARAM_COMPONENT) || ((r->p->flags & MOD_PARAM_REQUIRED) && !MOD__IS_COLLECTOR(r->p)))
+                l->checks[l->nchecks++] = i;
+            if ((r->p->flags & MOD_PARAM_OUTPUT) && r->slot >= 0) l->outs[l->nouts++] = r->slot;
+            if (b->def && (r->p->type == MOD_FIELD_TENSOR || r->p->type == MOD_FIELD_LIST || r->p->type == MOD_FIELD_DICT ||
+                           r->p->type == MOD_FIELD_VALUE || r->p->type == MOD_FIELD_KWARGS))
+                l->owns = 1;
+        }
     }
     {
         const mod__leaf *l = &pl->leaves[*out];
@@ -3795,14 +3870,13 @@ static const char *mod__role_text(unsigned flags) {
 
 /* Where a row reads from (NULL: nothing, e.g. an output). */
 static const mod_value *mod__row_source(const mod_block_state *bs, const mod__row *r) {
-    unsigned f = r->p->flags;
-    if (f & MOD_PARAM_COMPONENT) return r->slot >= 0 ? &bs->call->components[r->slot] : NULL;
-    if (f & MOD_PARAM_CONFIG) return r->slot >= 0 ? &bs->call->configs[r->slot] : NULL;
-    if (r->slot < 0) return NULL;
-    if (bs->scope->shared) return &bs->scope->inter[r->slot];
-    if (f & MOD_PARAM_INPUT) return &bs->scope->in[r->slot];
-    if (f & MOD_PARAM_INTERMEDIATE) return &bs->scope->inter[r->slot];
-    return NULL;
+    switch (r->src) {
+    case MOD__SRC_IN: return &bs->scope->in[r->slot];
+    case MOD__SRC_INTER: return &bs->scope->inter[r->slot];
+    case MOD__SRC_COMPONENT: return r->slot >= 0 ? &bs->call->components[r->slot] : NULL;
+    case MOD__SRC_CONFIG: return r->slot >= 0 ? &bs->call->configs[r->slot] : NULL;
+    default: return NULL;
+    }
 }
 
 /* A kwargs collector: every set value of the scope tagged with its group. */
@@ -3854,6 +3928,44 @@ static mod_status mod__row_value(mod_block_state *bs, int i, mod_value *tmp, con
     return MOD_OK;
 }
 
+/* A deep copy (lists and dicts item by item, tensors cloned) of an input a
+   block receives, as the original deep-copies inputs: whatever the block
+   does to it in place, the state's inputs and the caller's value stay. */
+static mod_status mod__value_copy(mod_value *out, const mod_value *src) {
+    mod_status s = MOD_OK;
+    int64_t i;
+    memset(out, 0, sizeof *out);
+    if (src->kind == MOD_LIST) {
+        const mod__list *l = (const mod__list *)src->p;
+        s = mod_list_new(out, l->n);
+        for (i = 0; s == MOD_OK && i < l->n; i++)
+            s = mod__value_copy(&((mod__list *)out->p)->items[i], &l->items[i]);
+    } else if (src->kind == MOD_DICT) {
+        const mod__dict *d = (const mod__dict *)src->p;
+        s = mod_dict_new(out);
+        for (i = 0; s == MOD_OK && i < d->n; i++) {
+            mod_value item;
+            s = mod__value_copy(&item, &d->items[i]);
+            if (s == MOD_OK) s = mod_dict_set(out, d->names[i], item);
+            mod_value_release(&item);
+        }
+#ifdef MODULAR_TENSOR_H
+    } else if (src->kind == MOD_TENSOR) {
+        mt_tensor copy = {MT_F32, 0, {0}, {0}, NULL, NULL};
+        mod_value tv;
+        if (mt_clone(&copy, (const mt_tensor *)src->p) != MT_OK) return mod__fail(MOD_ERR_TENSOR, "%s", mt_last_error());
+        tv = mod_tensor(&copy);
+        s = mod__value_own(out, &tv);
+        mt_release(&copy);
+        return s;
+#endif
+    } else {
+        return mod__value_own(out, src);
+    }
+    if (s != MOD_OK) mod_value_release(out);
+    return s;
+}
+
 /* Copies a value into a typed field (the field owns what it holds). Inputs
    reach the block as copies (the original deep-copies them), so a block can
    never change what the user passed. */
@@ -3877,15 +3989,17 @@ static mod_status mod__field_load(mod_block_state *bs, const mod__row *r, const 
         break;
 #endif
     default:
-        (void)clone;
-        if (mod__value_own((mod_value *)field, v) != MOD_OK)
-            return mod__call_fail(bs->call, bs->leaf, MOD_ERR_MEMORY, "out of memory");
+        if ((clone ? mod__value_copy((mod_value *)field, v) : mod__value_own((mod_value *)field, v)) != MOD_OK)
+            return mod__call_fail(bs->call, bs->leaf, MOD_ERR_MEMORY, "%s", mod__error_buf);
         break;
     }
     return MOD_OK;
 }
 
-/* A typed field as a (borrowed) value; `empty` tells whether it holds nothing. */
+/* A typed field as a value (not an extra reference: the field keeps its
+   own; a value-typed field keeps its owner box, so writing it back shares
+   what the block made, e.g. a list or an owned PTR); `empty` tells whether
+   it holds nothing. */
 static mod_value mod__field_value(const mod__row *r, const unsigned char *field, int *empty) {
     mod_value v;
     *empty = 0;
@@ -3907,7 +4021,6 @@ static mod_value mod__field_value(const mod__row *r, const unsigned char *field,
     default:
         v = *(const mod_value *)field;
         *empty = v.kind == MOD_ABSENT;
-        v.box = NULL; /* borrowed view */
         return v;
     }
 }
@@ -3927,42 +4040,97 @@ static void mod__field_release(const mod__row *r, unsigned char *field) {
 
 static int mod__generic(const mod_block_state *bs) { return bs->typed == NULL; }
 
+/* Block-state structs are small: copy and clear them word by word (their
+   size is a multiple of the pointer they start with). */
+static void mod__words_copy(unsigned char *dst, const unsigned char *src, size_t size) {
+    size_t i;
+    for (i = 0; i + sizeof(uint64_t) <= size; i += sizeof(uint64_t)) memcpy(dst + i, src + i, sizeof(uint64_t));
+    for (; i < size; i++) dst[i] = src[i];
+}
+
+static void mod__words_clear(unsigned char *dst, size_t size) {
+    size_t i;
+    uint64_t zero = 0;
+    for (i = 0; i + sizeof(uint64_t) <= size; i += sizeof(uint64_t)) memcpy(dst + i, &zero, sizeof(uint64_t));
+    for (; i < size; i++) dst[i] = 0;
+}
+
 static void mod__show_row(mod_block_state *bs, int i) {
     if (!mod__generic(bs) || bs->seq[i]) return;
     bs->seq[i] = ++bs->next_seq;
 }
 
+/* One row the general way: defaults, None, checks, conversions, copies. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static mod_status mod__gather_row(mod_block_state *bs, int i) {
+    const mod__row *r = &bs->leaf->rows[i];
+    mod_value tmp;
+    const mod_value *v = NULL;
+    mod_status s;
+    memset(&tmp, 0, sizeof tmp);
+    s = mod__row_value(bs, i, &tmp, &v, &bs->presence[i]);
+    if (s != MOD_OK) return s;
+    if (mod__generic(bs)) {
+        if (bs->presence[i] || (r->p->flags & (MOD_PARAM_INPUT | MOD_PARAM_INTERMEDIATE))) {
+            if (v && mod__value_own(&bs->vals[i], v) != MOD_OK)
+                s = mod__call_fail(bs->call, bs->leaf, MOD_ERR_MEMORY, "out of memory");
+            if (!v) bs->vals[i] = mod_none();
+            if (r->p->flags & (MOD_PARAM_INPUT | MOD_PARAM_INTERMEDIATE | MOD_PARAM_OUTPUT)) mod__show_row(bs, i);
+        }
+        bs->snap[i] = bs->vals[i];
+    } else if (bs->presence[i] == 2) {
+        s = mod__field_load(bs, r, v, bs->typed + r->p->offset);
+    }
+    mod_value_release(&tmp);
+    return s;
+}
+
 static mod_status mod__gather(mod_block_state *bs) {
     const mod__leaf *L = bs->leaf;
-    int i;
-    for (i = 0; i < L->nrows; i++) {
-        const mod__row *r = &L->rows[i];
-        mod_value tmp;
-        const mod_value *v = NULL;
+    const mod_value *in = bs->scope->in, *inter = bs->scope->inter;
+    const mod__row *rows = L->rows;
+    unsigned char *MOD__RESTRICT typed = bs->typed;
+    unsigned char *MOD__RESTRICT presence = bs->presence;
+    int i, n = L->nrows;
+    for (i = 0; i < n; i++) {
+        const mod__row *r = &rows[i];
         mod_status s;
-        memset(&tmp, 0, sizeof tmp);
-        s = mod__row_value(bs, i, &tmp, &v, &bs->presence[i]);
-        if (s != MOD_OK) return s;
-        if (mod__generic(bs)) {
-            if (bs->presence[i] || (r->p->flags & (MOD_PARAM_INPUT | MOD_PARAM_INTERMEDIATE))) {
-                if (v && mod__value_own(&bs->vals[i], v) != MOD_OK) s = mod__call_fail(bs->call, L, MOD_ERR_MEMORY, "out of memory");
-                if (!v) bs->vals[i] = mod_none();
-                if (r->p->flags & (MOD_PARAM_INPUT | MOD_PARAM_INTERMEDIATE | MOD_PARAM_OUTPUT)) mod__show_row(bs, i);
+        if (typed && r->fast) {
+            /* the common case: a scalar that is there, of the right kind */
+            const mod__param *p = r->p;
+            const mod_value *src = r->src == MOD__SRC_INTER ? inter + r->slot : r->src == MOD__SRC_IN ? in + r->slot : NULL;
+            if (r->src == MOD__SRC_NONE && p->dflt.kind == MOD_ABSENT && !(p->flags & MOD_PARAM_REQUIRED)) {
+                presence[i] = 0; /* an output: starts empty */
+                continue;
             }
-            bs->snap[i] = bs->vals[i];
-        } else if (bs->presence[i] == 2) {
-            s = mod__field_load(bs, r, v, bs->typed + r->p->offset);
+            if (src && src->kind == (mod_kind)r->fast) {
+                unsigned char *field = typed + p->offset;
+                if (r->fast == MOD_FLOAT)
+                    memcpy(field, &src->f, sizeof(double));
+                else if (r->fast == MOD_INT)
+                    memcpy(field, &src->i, sizeof(int64_t));
+                else
+                    *(int *)field = (int)src->i;
+                presence[i] = 2;
+                continue;
+            }
         }
-        mod_value_release(&tmp);
+        s = mod__gather_row(bs, i);
         if (s != MOD_OK) return s;
     }
-    if (!mod__generic(bs)) memcpy(bs->snapshot, bs->typed, bs->leaf->block->def->state_size);
+    if (typed) mod__words_copy(bs->snapshot, typed, L->block->def->state_size);
     return MOD_OK;
 }
 
 static void mod__release_rows(mod_block_state *bs) {
     const mod__leaf *L = bs->leaf;
     int i;
+    if (!mod__generic(bs) && !L->owns) {
+        mod__words_clear(bs->typed + sizeof(mod_block_state *), bs->leaf->block->def->state_size - sizeof(mod_block_state *));
+        return;
+    }
     for (i = 0; i < L->nrows; i++) {
         if (mod__generic(bs)) {
             mod_value_release(&bs->vals[i]);
@@ -4003,51 +4171,116 @@ static mod_status mod__scatter_collector(mod_block_state *bs, const mod__row *r,
    stays local; a changed intermediate input is written back; a declared
    intermediate output is added; anything else is not. Inside a loop the
    body shares one block state, so every change is kept there. */
+static int mod__field_changed(mod_field_type t, const unsigned char *a, const unsigned char *b) {
+    size_t n = mod__field_size(t);
+    if (n == sizeof(int64_t)) {
+        int64_t x, y;
+        memcpy(&x, a, sizeof x);
+        memcpy(&y, b, sizeof y);
+        return x != y;
+    }
+    if (n == sizeof(int)) {
+        int x, y;
+        memcpy(&x, a, sizeof x);
+        memcpy(&y, b, sizeof y);
+        return x != y;
+    }
+    return memcmp(a, b, n) != 0;
+}
+
+/* Writes a scalar into the scope's intermediates without a box. */
+static void mod__put_scalar(mod_state *st, int slot, mod_kind kind, int64_t i, double f, int group) {
+    mod_value *v = &st->inter[slot];
+    if (v->kind == kind && !v->box && !group) { /* the usual case: a new number in place */
+        v->i = i;
+        v->f = f;
+        return;
+    }
+    if (v->kind == MOD_ABSENT)
+        st->inter_order[st->n_inter++] = slot;
+    else if (v->box)
+        mod__box_release(v->box);
+    v->kind = kind;
+    v->i = i;
+    v->f = f;
+    v->p = NULL;
+    v->type = NULL;
+    v->box = NULL;
+    if (group) st->inter_tag[slot] = group;
+}
+
+/* The write-back rules of the seeds' "Key Observations": a changed input
+   stays local; a changed intermediate input is written back; a declared
+   intermediate output is added; anything else is not. Inside a loop the
+   body shares one block state, so every change is kept there. */
+/* Writes back a non-scalar row (or any row of a make_block block). */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static mod_status mod__scatter_value(mod_block_state *bs, int i) {
+    const mod__row *r = &bs->leaf->rows[i];
+    int empty;
+    mod_value v;
+    if (mod__generic(bs)) {
+        v = bs->vals[i];
+        empty = v.kind == MOD_ABSENT;
+    } else {
+        v = mod__field_value(r, bs->typed + r->p->offset, &empty);
+    }
+    if (empty && r->wb == MOD__WB_OUTPUT)
+        return mod__call_fail(bs->call, bs->leaf, MOD_ERR_MISSING, "Intermediate output '%s' is missing in block state",
+                              r->p->name);
+    if (empty) v = mod_none();
+    return mod__write(bs, r->slot, &v, r->group);
+}
+
 static mod_status mod__scatter(mod_block_state *bs) {
     const mod__leaf *L = bs->leaf;
-    int shared = bs->scope->shared, i;
+    int generic = mod__generic(bs), i;
     for (i = 0; i < L->nrows; i++) {
         const mod__row *r = &L->rows[i];
-        unsigned f = r->p->flags;
+        const mod__param *p;
+        unsigned char *field;
+        int changed, none = 0;
         mod_value v;
-        int empty = 0, changed, write;
-        mod_status s = MOD_OK;
-        if (f & (MOD_PARAM_COMPONENT | MOD_PARAM_CONFIG)) continue;
-        if (MOD__IS_COLLECTOR(r->p)) {
-            if (mod__generic(bs))
-                s = mod__scatter_collector(bs, r, &bs->vals[i]);
-            else
-                s = mod__scatter_collector(bs, r, (const mod_value *)(bs->typed + r->p->offset));
+        mod_status s;
+        if (r->wb == MOD__WB_SKIP) continue;
+        p = r->p;
+        field = generic ? NULL : bs->typed + p->offset;
+        if (r->wb == MOD__WB_COLLECT) {
+            s = mod__scatter_collector(bs, r, generic ? &bs->vals[i] : (const mod_value *)field);
             if (s != MOD_OK) return s;
             continue;
         }
-        if (!shared && !(f & (MOD_PARAM_INTERMEDIATE | MOD_PARAM_OUTPUT))) continue;
-        if (mod__generic(bs)) {
-            v = bs->vals[i];
-            empty = v.kind == MOD_ABSENT;
-            changed = !mod__value_same(&v, &bs->snap[i]);
-        } else {
-            size_t off = r->p->offset;
-            v = mod__field_value(r, bs->typed + off, &empty);
-            changed = memcmp(bs->typed + off, bs->snapshot + off, mod__field_size(r->p->type)) != 0;
-        }
+        changed = generic ? !mod__value_same(&bs->vals[i], &bs->snap[i])
+                          : mod__field_changed(p->type, field, bs->snapshot + p->offset);
         if (bs->presence[i] == 3) {
-            v = mod_none();
-            write = 1;
-        } else if (shared) {
-            write = changed;
-        } else if (f & MOD_PARAM_OUTPUT) {
-            if (empty && !(f & (MOD_PARAM_INTERMEDIATE | MOD_PARAM_INPUT)))
-                return mod__call_fail(bs->call, L, MOD_ERR_MISSING, "Intermediate output '%s' is missing in block state",
-                                      r->p->name);
-            if (empty) v = mod_none();
-            /* an unchanged modified value is already in place */
-            write = !((f & MOD_PARAM_INTERMEDIATE) && !changed && bs->presence[i] != 0);
-        } else {
-            write = changed;
+            none = 1;
+        } else if (!changed) {
+            /* in a loop's shared state everything is CHANGED; a typed scalar
+               output that was absent is new even when it equals the zeroed
+               field it started from (n = 0 on the first iteration) */
+            if (r->wb == MOD__WB_CHANGED && !(!generic && r->fast && bs->presence[i] == 0 && (p->flags & MOD_PARAM_OUTPUT)))
+                continue;
+            if (r->wb == MOD__WB_MODIFIED && bs->presence[i] == 2) continue; /* already in place */
+            if ((r->wb == MOD__WB_MODIFIED || r->wb == MOD__WB_INOUT) && bs->presence[i] < 2)
+                none = 1; /* the block left it without a value */
         }
-        if (!write) continue;
-        if (empty && v.kind == MOD_ABSENT) v = mod_none();
+        if (none) {
+            v = mod_none();
+        } else if (!generic && r->fast) {
+            if (r->fast == MOD_FLOAT)
+                mod__put_scalar(bs->scope, r->slot, MOD_FLOAT, 0, *(const double *)field, r->group);
+            else if (r->fast == MOD_INT)
+                mod__put_scalar(bs->scope, r->slot, MOD_INT, *(const int64_t *)field, 0.0, r->group);
+            else
+                mod__put_scalar(bs->scope, r->slot, MOD_BOOL, *(const int *)field ? 1 : 0, 0.0, r->group);
+            continue;
+        } else {
+            s = mod__scatter_value(bs, i);
+            if (s != MOD_OK) return s;
+            continue;
+        }
         s = mod__write(bs, r->slot, &v, r->group);
         if (s != MOD_OK) return s;
     }
@@ -4073,18 +4306,25 @@ static mod_status mod__run_leaf(mod__call *c, const mod__leaf *L, mod_state *sco
     const mod_block *b = L->block;
     unsigned char *mem = c->arena + L->off;
     mod_status s;
-    memset(&bs, 0, sizeof bs);
     bs.call = c;
     bs.leaf = L;
     bs.scope = scope;
     bs.iter = it;
     bs.loop = loop;
+    bs.typed = bs.snapshot = bs.presence = NULL;
+    bs.vals = bs.snap = NULL;
+    bs.seq = NULL;
+    bs.next_seq = 0;
+    bs.xnames = NULL;
+    bs.xvals = NULL;
+    bs.xseq = NULL;
+    bs.nx = bs.xcap = 0;
     if (b->def) {
         size_t sz = mod__align16(b->def->state_size);
         bs.typed = mem;
         bs.snapshot = mem + sz;
         bs.presence = mem + 2 * sz;
-        memset(bs.typed, 0, b->def->state_size);
+        mod__words_clear(bs.typed, b->def->state_size);
         *(mod_block_state **)bs.typed = &bs;
     } else {
         size_t vsz = mod__align16((size_t)L->nrows * sizeof(mod_value));
@@ -4105,8 +4345,8 @@ static mod_status mod__run_leaf(mod__call *c, const mod__leaf *L, mod_state *sco
             mod__call_fail(c, L, s, "block returned %s without a message", mod_status_name(s));
         if (s == MOD_OK) s = mod__scatter(&bs);
     }
-    mod__release_rows(&bs);
-    mod__extras_free(&bs);
+    if (!b->def || L->owns) mod__release_rows(&bs); /* scalar fields hold nothing to release */
+    if (bs.xcap) mod__extras_free(&bs);
     return s;
 }
 
@@ -4147,23 +4387,12 @@ static mod_status mod__run_loop(mod__call *c, const mod__loop *lp, mod_state *pa
             break;
         }
         if (v->kind == MOD_ABSENT || local->inter[x->local].kind != MOD_ABSENT) continue;
-#ifdef MODULAR_TENSOR_H
-        if (v->kind == MOD_TENSOR && x->from == MOD_PARAM_INPUT && !parent->shared) {
-            mt_tensor copy = {MT_F32, 0, {0}, {0}, NULL, NULL};
-            if (mt_clone(&copy, (const mt_tensor *)v->p) != MT_OK) {
-                s = mod__call_fail(c, W, MOD_ERR_TENSOR, "copying input '%s': %s", x->p->name, mt_last_error());
-                break;
-            }
-            {
-                mod_value tv = mod_tensor(&copy);
-                s = mod__value_own(&owned, &tv);
-            }
-            mt_release(&copy);
-        } else
-#endif
+        if (x->from == MOD_PARAM_INPUT && !parent->shared)
+            s = mod__value_copy(&owned, v);
+        else
             s = mod__value_own(&owned, v);
         if (s != MOD_OK) {
-            s = mod__call_fail(c, W, MOD_ERR_MEMORY, "out of memory");
+            s = mod__call_fail(c, W, s, "copying input '%s': %s", x->p->name, mod__error_buf);
             break;
         }
         mod__state_put(local, 1, x->local, &owned,
@@ -4173,10 +4402,10 @@ static mod_status mod__run_loop(mod__call *c, const mod__loop *lp, mod_state *pa
     for (i = 0; i < lp->nouts && s == MOD_OK; i++) {
         const mod__xfer *x = &lp->outs[i];
         mod_value owned;
-        if (local->inter[x->local].kind == MOD_ABSENT) {
-            s = mod__call_fail(c, W, MOD_ERR_MISSING, "Intermediate output '%s' is missing in block state", x->p->name);
-            break;
-        }
+        /* every block that ran had its outputs checked when it finished; an
+           output still absent comes from a body that never ran (a loop of
+           zero iterations) and is not written */
+        if (local->inter[x->local].kind == MOD_ABSENT) continue;
         if (mod__value_own(&owned, &local->inter[x->local]) != MOD_OK) {
             s = mod__call_fail(c, W, MOD_ERR_MEMORY, "out of memory");
             break;
@@ -4246,24 +4475,19 @@ static mod_status mod__run_ops(mod__call *c, mod_state *scope, const mod_iter *i
 /* ---- checks before a run --------------------------------------------- */
 
 static mod_status mod__precheck_leaf(mod__call *c, const mod__leaf *L, unsigned char *pin, unsigned char *pinter, int shared) {
-    int i;
-    for (i = 0; i < L->nrows; i++) {
-        const mod__row *r = &L->rows[i];
+    int k;
+    for (k = 0; k < L->nchecks; k++) {
+        const mod__row *r = &L->rows[L->checks[k]];
         unsigned f = r->p->flags;
         if (f & MOD_PARAM_COMPONENT) {
             if (r->slot < 0 || !mod_value_is_set(&c->components[r->slot]))
                 return mod__call_fail(c, L, MOD_ERR_MISSING,
                                       "Component '%s' is not set; give it with mod_pipeline_set_component", r->p->name);
-            continue;
-        }
-        if ((f & MOD_PARAM_REQUIRED) && !MOD__IS_COLLECTOR(r->p)) {
-            int present = ((f & MOD_PARAM_INPUT) && !shared) ? pin[r->slot] : pinter[r->slot];
-            if (!present)
-                return mod__call_fail(c, L, MOD_ERR_MISSING, "Required %s '%s' is missing", mod__role_text(f), r->p->name);
+        } else if (!(((f & MOD_PARAM_INPUT) && !shared) ? pin[r->slot] : pinter[r->slot])) {
+            return mod__call_fail(c, L, MOD_ERR_MISSING, "Required %s '%s' is missing", mod__role_text(f), r->p->name);
         }
     }
-    for (i = 0; i < L->nrows; i++)
-        if ((L->rows[i].p->flags & MOD_PARAM_OUTPUT) && L->rows[i].slot >= 0) pinter[L->rows[i].slot] = 1;
+    for (k = 0; k < L->nouts; k++) pinter[L->outs[k]] = 1;
     return MOD_OK;
 }
 
@@ -4385,8 +4609,8 @@ static void mod__list_names(mod__sb *sb, const mod__param *const *ps, int n) {
     if (!n) mod__sb_puts(sb, "(none)");
 }
 
-static mod_status mod__set_named(mod__plan *pl, const mod__param **ps, int n, mod_value *vals, const char *what,
-                                 const char *name, mod_value v) {
+static mod_status mod__set_named(const mod__param **ps, int n, mod_value *vals, const char *what, const char *name,
+                                 mod_value v) {
     int i = name ? mod__find_param(ps, n, name) : -1;
     if (i < 0) {
         mod__sb sb = {NULL, 0, 0, 0};
@@ -4395,7 +4619,6 @@ static mod_status mod__set_named(mod__plan *pl, const mod__param **ps, int n, mo
         MOD_FREE(sb.buf);
         return MOD_ERR_UNKNOWN;
     }
-    (void)pl;
     if (mod_value_is_set(&v) && !mod__field_accepts(ps[i]->type, v.kind))
         return mod__fail(MOD_ERR_KIND, "%s '%s' must be %s, got %s", what, name, mod__field_type_name(ps[i]->type),
                          mod__kind_name(v.kind));
@@ -4408,12 +4631,12 @@ static mod_status mod__set_named(mod__plan *pl, const mod__param **ps, int n, mo
 
 MODDEF mod_status mod_pipeline_set_component(mod_pipeline *p, const char *name, mod_value v) {
     if (!p) return mod__fail(MOD_ERR_ARGUMENT, "mod_pipeline_set_component: pipeline is NULL");
-    return mod__set_named(p->plan, p->plan->comps, p->plan->ncomps, p->components, "component", name, v);
+    return mod__set_named(p->plan->comps, p->plan->ncomps, p->components, "component", name, v);
 }
 
 MODDEF mod_status mod_pipeline_set_config(mod_pipeline *p, const char *name, mod_value v) {
     if (!p) return mod__fail(MOD_ERR_ARGUMENT, "mod_pipeline_set_config: pipeline is NULL");
-    return mod__set_named(p->plan, p->plan->confs, p->plan->nconfs, p->configs, "config", name, v);
+    return mod__set_named(p->plan->confs, p->plan->nconfs, p->configs, "config", name, v);
 }
 
 MODDEF const mod_value *mod_pipeline_component(const mod_pipeline *p, const char *name) {
@@ -4483,7 +4706,8 @@ static mod_status mod__call_run(mod_pipeline *p, const mod_arg *args, mod_state 
     c.components = p->components;
     c.configs = p->configs;
     st = mod__state_new(p->plan, p->plan->names, p->plan->nslots, 0);
-    c.arena = (unsigned char *)mod__calloc(1, p->plan->arena + 16);
+    c.arena = (unsigned char *)mod__alloc(p->plan->arena + 16);
+    if (c.arena) memset(c.arena + p->plan->sim_in, 0, p->plan->arena - p->plan->sim_in);
     if (!st || !c.arena) {
         mod_state_free(st);
         MOD_FREE(c.arena);
