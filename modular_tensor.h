@@ -4693,6 +4693,14 @@ MTDEF mt_status mt_max_pool2d(mt_tensor *out, const mt_tensor *x, int kernel_h, 
 #include <immintrin.h>
 #define MT__AVX2 __attribute__((target("avx2,fma")))
 #define MT__AVX512 __attribute__((target("avx512f,avx2,fma")))
+#if defined(__cplusplus) && !defined(__clang__)
+/* g++ 12 reports _mm512_undefined_ps() (a self-initialised variable inside
+   many AVX-512 intrinsics) as maybe-uninitialized; popped at the end of
+   this section */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define MT__NN_DIAG_PUSHED 1
+#endif
 #endif
 
 #if defined(__GNUC__)
@@ -6485,6 +6493,10 @@ MTDEF mt_status mt_attention(mt_tensor *out, const mt_tensor *q, const mt_tensor
     if (at.ws.failed) s = MT__FAIL(MT_ERR_MEMORY, "cannot allocate attention workspace");
     return mt__out_finish(out, &tmp, s);
 }
+
+#if defined(MT__NN_DIAG_PUSHED)
+#pragma GCC diagnostic pop
+#endif
 
 /* ======================================================================
    IMPLEMENTATION SECTION schedulers
