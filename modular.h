@@ -3917,6 +3917,44 @@ static mod_status mod__row_value(mod_block_state *bs, int i, mod_value *tmp, con
     return MOD_OK;
 }
 
+/* A deep copy (lists and dicts item by item, tensors cloned) of an input a
+   block receives, as the original deep-copies inputs: whatever the block
+   does to it in place, the state's inputs and the caller's value stay. */
+static mod_status mod__value_copy(mod_value *out, const mod_value *src) {
+    mod_status s = MOD_OK;
+    int64_t i;
+    memset(out, 0, sizeof *out);
+    if (src->kind == MOD_LIST) {
+        const mod__list *l = (const mod__list *)src->p;
+        s = mod_list_new(out, l->n);
+        for (i = 0; s == MOD_OK && i < l->n; i++)
+            s = mod__value_copy(&((mod__list *)out->p)->items[i], &l->items[i]);
+    } else if (src->kind == MOD_DICT) {
+        const mod__dict *d = (const mod__dict *)src->p;
+        s = mod_dict_new(out);
+        for (i = 0; s == MOD_OK && i < d->n; i++) {
+            mod_value item;
+            s = mod__value_copy(&item, &d->items[i]);
+            if (s == MOD_OK) s = mod_dict_set(out, d->names[i], item);
+            mod_value_release(&item);
+        }
+#ifdef MODULAR_TENSOR_H
+    } else if (src->kind == MOD_TENSOR) {
+        mt_tensor copy = {MT_F32, 0, {0}, {0}, NULL, NULL};
+        mod_value tv;
+        if (mt_clone(&copy, (const mt_tensor *)src->p) != MT_OK) return mod__fail(MOD_ERR_TENSOR, "%s", mt_last_error());
+        tv = mod_tensor(&copy);
+        s = mod__value_own(out, &tv);
+        mt_release(&copy);
+        return s;
+#endif
+    } else {
+        return mod__value_own(out, src);
+    }
+    if (s != MOD_OK) mod_value_release(out);
+    return s;
+}
+
 /* Copies a value into a typed field (the field owns what it holds). Inputs
    reach the block as copies (the original deep-copies them), so a block can
    never change what the user passed. */
@@ -3940,9 +3978,8 @@ static mod_status mod__field_load(mod_block_state *bs, const mod__row *r, const 
         break;
 #endif
     default:
-        (void)clone;
-        if (mod__value_own((mod_value *)field, v) != MOD_OK)
-            return mod__call_fail(bs->call, bs->leaf, MOD_ERR_MEMORY, "out of memory");
+        if ((clone ? mod__value_copy((mod_value *)field, v) : mod__value_own((mod_value *)field, v)) != MOD_OK)
+            return mod__call_fail(bs->call, bs->leaf, MOD_ERR_MEMORY, "%s", mod__error_buf);
         break;
     }
     return MOD_OK;
@@ -4304,23 +4341,12 @@ static mod_status mod__run_loop(mod__call *c, const mod__loop *lp, mod_state *pa
             break;
         }
         if (v->kind == MOD_ABSENT || local->inter[x->local].kind != MOD_ABSENT) continue;
-#ifdef MODULAR_TENSOR_H
-        if (v->kind == MOD_TENSOR && x->from == MOD_PARAM_INPUT && !parent->shared) {
-            mt_tensor copy = {MT_F32, 0, {0}, {0}, NULL, NULL};
-            if (mt_clone(&copy, (const mt_tensor *)v->p) != MT_OK) {
-                s = mod__call_fail(c, W, MOD_ERR_TENSOR, "copying input '%s': %s", x->p->name, mt_last_error());
-                break;
-            }
-            {
-                mod_value tv = mod_tensor(&copy);
-                s = mod__value_own(&owned, &tv);
-            }
-            mt_release(&copy);
-        } else
-#endif
+        if (x->from == MOD_PARAM_INPUT && !parent->shared)
+            s = mod__value_copy(&owned, v);
+        else
             s = mod__value_own(&owned, v);
         if (s != MOD_OK) {
-            s = mod__call_fail(c, W, MOD_ERR_MEMORY, "out of memory");
+            s = mod__call_fail(c, W, s, "copying input '%s': %s", x->p->name, mod__error_buf);
             break;
         }
         mod__state_put(local, 1, x->local, &owned,

@@ -1,0 +1,98 @@
+/* Regression tests for bugs found by the fuzz harnesses (tests/fuzz/) and
+   by the hardening review; each names the input that broke it. */
+#define MODULAR_TENSOR_IMPLEMENTATION
+#include "modular_tensor.h"
+#define MODULAR_IMPLEMENTATION
+#include "modular.h"
+#include "tests/test.h"
+
+/* ---- inputs are copies: a block changing a list or dict input in place --
+   Found by fuzz_pipeline (the caller's argument check): a MOD_BLOCK with an
+   INPUT LIST row that called mod_list_set on its field changed the caller's
+   list and the state's inputs, which the seeds say never change. */
+
+#define edits_PARAMS(X, S)                                     \
+    X(S, INPUT, LIST, items, "list", NONE, "")                 \
+    X(S, INPUT, DICT, opts, "dict", NONE, "")                  \
+    X(S, INPUT, VALUE, any, "Any", NONE, "")                   \
+    X(S, OUTPUT, INT, done, "int", NONE, "")
+MOD_BLOCK(edits, "Edits its inputs in place.") {
+    const mod_value *inner;
+    MOD_TRY(mod_list_set(&s->items, 0, mod_str("changed")));
+    inner = mod_list_at(&s->items, 1);
+    if (inner && inner->kind == MOD_LIST) MOD_TRY(mod_list_set((mod_value *)inner, 0, mod_int(-1)));
+    MOD_TRY(mod_dict_set(&s->opts, "k", mod_int(99)));
+    if (mod_value_tensor(&s->any)) mt_f32(mod_value_tensor(&s->any))[0] = -1000.0f;
+    s->done = 1;
+    return MOD_OK;
+}
+
+#define edits_loop_PARAMS(X, S) X(S, INPUT, INT, num_steps, "int", DEF(2), "")
+MOD_LOOP(edits_loop, "Runs the editing block twice.") {
+    int64_t i;
+    for (i = 0; i < s->num_steps; i++) MOD_TRY(mod_loop_step(s->mod, NULL));
+    return MOD_OK;
+}
+
+static void repr_of(const mod_value *v, char *buf, size_t size) { mod_value_repr(v, buf, size); }
+
+static void check_inputs_untouched(const mod_block *b, const char *what) {
+    mod_value items, inner, opts;
+    mt_tensor t = {MT_F32, 0, {0}, {0}, NULL, NULL};
+    mod_pipeline *p = NULL;
+    mod_state *st = NULL;
+    mod_arg args[4];
+    char before[128], after[128];
+    memset(&items, 0, sizeof items);
+    memset(&inner, 0, sizeof inner);
+    memset(&opts, 0, sizeof opts);
+    mod_list_new(&inner, 1);
+    mod_list_set(&inner, 0, mod_int(5));
+    mod_list_new(&items, 2);
+    mod_list_set(&items, 0, mod_str("original"));
+    mod_list_set(&items, 1, inner);
+    mod_dict_new(&opts);
+    mod_dict_set(&opts, "k", mod_int(1));
+    mt_ones(&t, MT_F32, MT_SHAPE(2));
+    args[0].name = "items";
+    args[0].value = items;
+    args[1].name = "opts";
+    args[1].value = opts;
+    args[2].name = "any";
+    args[2].value = mod_tensor(&t);
+    args[3].name = NULL;
+    repr_of(&items, before, sizeof before);
+    CHECK(mod_pipeline_new(&p, b) == MOD_OK && mod_pipeline_call(p, args, &st) == MOD_OK, "%s: runs: %s", what,
+          mod_last_error());
+    repr_of(&items, after, sizeof after);
+    CHECK_STR(after, before, "%s: the caller's list (and the list inside it) is unchanged", what);
+    CHECK(mod_dict_get(&opts, "k") && mod_dict_get(&opts, "k")->i == 1, "%s: the caller's dict is unchanged", what);
+    CHECK(mt_f32(&t)[0] == 1.0f, "%s: a tensor passed through a VALUE input is unchanged", what);
+    if (st) {
+        repr_of(mod_state_input(st, "items"), after, sizeof after);
+        CHECK_STR(after, before, "%s: the state's inputs are unchanged", what);
+        CHECK(mod_dict_get(mod_state_input(st, "opts"), "k")->i == 1, "%s: the state's dict input is unchanged", what);
+    }
+    mod_state_free(st);
+    mod_pipeline_free(p);
+    mod_value_release(&items);
+    mod_value_release(&inner);
+    mod_value_release(&opts);
+    mt_release(&t);
+}
+
+static void test_inputs_are_copies(void) {
+    mod_block *b = NULL, *loop = NULL;
+    const mod_entry body[] = {{"edit", &edits_def, NULL, NULL}, {NULL, NULL, NULL, NULL}};
+    CHECK(mod_block_new(&b, &edits_def) == MOD_OK, "block");
+    check_inputs_untouched(b, "a block");
+    CHECK(mod_loop_new(&loop, &edits_loop_def, body) == MOD_OK, "loop");
+    check_inputs_untouched(loop, "a loop body");
+    mod_block_free(b);
+    mod_block_free(loop);
+}
+
+int main(void) {
+    test_inputs_are_copies();
+    return test_finish();
+}
