@@ -4064,7 +4064,7 @@ static mod_status mod__gather(mod_block_state *bs) {
             /* the common case: a scalar that is there, of the right kind */
             const mod__param *p = r->p;
             const mod_value *src = r->src == MOD__SRC_INTER ? inter + r->slot : r->src == MOD__SRC_IN ? in + r->slot : NULL;
-            if (!src && p->dflt.kind == MOD_ABSENT && !(p->flags & MOD_PARAM_REQUIRED)) {
+            if (r->src == MOD__SRC_NONE && p->dflt.kind == MOD_ABSENT && !(p->flags & MOD_PARAM_REQUIRED)) {
                 presence[i] = 0; /* an output: starts empty */
                 continue;
             }

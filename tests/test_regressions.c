@@ -92,7 +92,46 @@ static void test_inputs_are_copies(void) {
     mod_block_free(loop);
 }
 
+/* ---- a scalar config without a default --------------------------------
+   Found by the review for the fuzz harness: a MOD_BLOCK row
+   X(S, CONFIG, INT, offset, "", NONE, "") never saw the value given with
+   mod_pipeline_set_config (the fast path for scalars took it for an output
+   and left the field 0). */
+
+#define configured_PARAMS(X, S)                                 \
+    X(S, CONFIG, INT, offset, "", NONE, "no default")           \
+    X(S, CONFIG, FLOAT, scale, "", NONE, "no default")          \
+    X(S, CONFIG, BOOL, on, "", NONE, "no default")              \
+    X(S, OUTPUT, INT, seen, "int", NONE, "")                    \
+    X(S, OUTPUT, FLOAT, seen_scale, "float", NONE, "")          \
+    X(S, OUTPUT, BOOL, seen_on, "bool", NONE, "")
+MOD_BLOCK(configured, "Reads configs that have no default.") {
+    s->seen = s->offset;
+    s->seen_scale = s->scale;
+    s->seen_on = s->on;
+    return MOD_OK;
+}
+
+static void test_config_without_default(void) {
+    mod_block *b = NULL;
+    mod_pipeline *p = NULL;
+    mod_state *st = NULL;
+    CHECK(mod_block_new(&b, &configured_def) == MOD_OK && mod_pipeline_new(&p, b) == MOD_OK, "pipeline");
+    CHECK(mod_pipeline_set_config(p, "offset", mod_int(5)) == MOD_OK &&
+              mod_pipeline_set_config(p, "scale", mod_float(0.25)) == MOD_OK &&
+              mod_pipeline_set_config(p, "on", mod_bool(1)) == MOD_OK,
+          "set the configs");
+    CHECK(mod_pipeline_call(p, NULL, &st) == MOD_OK, "call: %s", mod_last_error());
+    CHECK(st && mod_state_intermediate(st, "seen")->i == 5, "the block sees the int config it was given");
+    CHECK(st && mod_state_intermediate(st, "seen_scale")->f == 0.25, "... the float config");
+    CHECK(st && mod_state_intermediate(st, "seen_on")->i == 1, "... the bool config");
+    mod_state_free(st);
+    mod_pipeline_free(p);
+    mod_block_free(b);
+}
+
 int main(void) {
     test_inputs_are_copies();
+    test_config_without_default();
     return test_finish();
 }
