@@ -24,7 +24,7 @@ TEST_SRC = $(wildcard tests/test_*.c)
 CXX_SRC = $(wildcard tests/test_*.cpp)
 EXAMPLE_SRC = $(wildcard examples/*.c)
 BENCH_SRC = $(wildcard tests/bench/*.c)
-HEADERS = modular.h modular_tensor.h tests/test.h $(wildcard examples/*.h)
+HEADERS = modular.h modular_tensor.h $(wildcard tests/*.h) $(wildcard examples/*.h)
 
 TESTS = $(patsubst tests/%.c,$(BUILD)/%,$(TEST_SRC)) $(patsubst tests/%.cpp,$(BUILD)/%,$(CXX_SRC))
 EXAMPLES = $(patsubst examples/%.c,$(BUILD)/%,$(EXAMPLE_SRC))
