@@ -2834,6 +2834,7 @@ static mod_status mod__validate(const mod_block *b, int pipeline) {
                 mod__sb_printf(&scen, "%s%s", trig.n > 1 ? ", " : "", tv[i]);
             }
         }
+        if (s == MOD_OK && scen.failed) s = mod__oom();
         if (s == MOD_OK && mod__reserve((void **)&trig.v, &trig.cap, trig.n + 1, sizeof(char *))) {
             trig.v[trig.n] = NULL;
             s = mod__units_for(b, trig.v, &u);

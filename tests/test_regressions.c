@@ -1,5 +1,6 @@
 /* Regression tests for bugs found by the fuzz harnesses (tests/fuzz/) and
    by the hardening review; each names the input that broke it. */
+#include "tests/alloc_fail.h" /* counts allocations; fails them only when armed */
 #define MODULAR_TENSOR_IMPLEMENTATION
 #include "modular_tensor.h"
 #define MODULAR_IMPLEMENTATION
@@ -130,8 +131,50 @@ static void test_config_without_default(void) {
     mod_block_free(b);
 }
 
+/* ---- out of memory must never pass silently ------------------------------
+   Found by tests/test_alloc_fail.c: validating an auto block with triggers
+   returned MOD_OK when the text naming the trigger combination could not be
+   allocated. Each allocation of the call is made to fail in turn. */
+
+#define pick_a_PARAMS(X, S) X(S, INPUT_REQUIRED, INT, image, "int", NONE, "") X(S, OUTPUT, INT, out, "int", NONE, "")
+MOD_BLOCK(pick_a, "Branch a.") {
+    s->out = s->image;
+    return MOD_OK;
+}
+#define pick_b_PARAMS(X, S) X(S, INPUT, INT, mask, "int", NONE, "") X(S, OUTPUT, INT, out, "int", NONE, "")
+MOD_BLOCK(pick_b, "Branch b.") {
+    s->out = s->mask;
+    return MOD_OK;
+}
+
+static void test_validation_out_of_memory(void) {
+    mod_block *a = NULL, *b = NULL, *au = NULL;
+    mod_auto_desc d;
+    mod_entry e[3] = {{"a", NULL, NULL, "image"}, {"b", NULL, NULL, "mask"}, {NULL, NULL, NULL, NULL}};
+    long k, silent = 0;
+    memset(&d, 0, sizeof d);
+    mod_block_new(&a, &pick_a_def);
+    mod_block_new(&b, &pick_b_def);
+    e[0].block = a;
+    e[1].block = b;
+    d.blocks = e;
+    CHECK(mod_auto_new(&au, &d) == MOD_OK, "an auto block with two triggers");
+    for (k = 1; k < 200; k++) {
+        mod_status s;
+        af_arm(k, 0);
+        s = mod_block_validate(au);
+        if (s == MOD_OK && af_failures) silent++;
+        af_disarm();
+    }
+    CHECK(silent == 0, "validation never succeeds after one of its allocations failed (%ld did)", silent);
+    mod_block_free(au);
+    mod_block_free(a);
+    mod_block_free(b);
+}
+
 int main(void) {
     test_inputs_are_copies();
     test_config_without_default();
+    test_validation_out_of_memory();
     return test_finish();
 }
