@@ -1284,6 +1284,7 @@ MODDEF int mod_value_repr(const mod_value *v, char *buf, size_t size) {
     if (sb.failed) {
         MOD_FREE(sb.buf);
         if (size) buf[0] = '\0';
+        mod__oom();
         return 0;
     }
     n = snprintf(buf, size, "%s", sb.buf ? sb.buf : "");

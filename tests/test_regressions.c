@@ -134,7 +134,8 @@ static void test_config_without_default(void) {
 /* ---- out of memory must never pass silently ------------------------------
    Found by tests/test_alloc_fail.c: validating an auto block with triggers
    returned MOD_OK when the text naming the trigger combination could not be
-   allocated. Each allocation of the call is made to fail in turn. */
+   allocated; mod_value_repr returned an empty text without a message. Each
+   allocation of the call is made to fail in turn. */
 
 #define pick_a_PARAMS(X, S) X(S, INPUT_REQUIRED, INT, image, "int", NONE, "") X(S, OUTPUT, INT, out, "int", NONE, "")
 MOD_BLOCK(pick_a, "Branch a.") {
@@ -172,9 +173,30 @@ static void test_validation_out_of_memory(void) {
     mod_block_free(b);
 }
 
+static void test_repr_out_of_memory(void) {
+    mod_value list;
+    long k, unreported = 0;
+    memset(&list, 0, sizeof list);
+    mod_list_new(&list, 2);
+    mod_list_set(&list, 0, mod_str("a long enough string to need the heap"));
+    mod_list_set(&list, 1, mod_float(0.1));
+    for (k = 1; k < 20; k++) {
+        char buf[128];
+        int n;
+        mod_fail(NULL, MOD_ERR_ARGUMENT, "%s", "");
+        af_arm(k, 0);
+        n = mod_value_repr(&list, buf, sizeof buf);
+        af_disarm();
+        if (n == 0 && strcmp(mod_last_error(), "out of memory") != 0) unreported++;
+    }
+    CHECK(unreported == 0, "mod_value_repr out of memory says so (%ld did not)", unreported);
+    mod_value_release(&list);
+}
+
 int main(void) {
     test_inputs_are_copies();
     test_config_without_default();
     test_validation_out_of_memory();
+    test_repr_out_of_memory();
     return test_finish();
 }
