@@ -193,10 +193,48 @@ static void test_repr_out_of_memory(void) {
     mod_value_release(&list);
 }
 
+/* ---- a failed insert of an existing name lost the child ------------------
+   Found by tests/test_alloc_fail.c: mod_block_insert of a name the block
+   already has (a move, as InsertableDict.insert) removed the child, then
+   re-inserted it; when every allocation from then on failed, the "best
+   effort" restore failed too and the child was gone. */
+
+static void test_insert_existing_name(void) {
+    mod_block *a = NULL, *b = NULL, *c = NULL, *seq = NULL;
+    mod_sequential_desc d;
+    mod_entry e[4] = {{"a", NULL, NULL, NULL}, {"b", NULL, NULL, NULL}, {"c", NULL, NULL, NULL}, {NULL, NULL, NULL, NULL}};
+    int k, ok = 1;
+    memset(&d, 0, sizeof d);
+    mod_block_new(&a, &pick_b_def);
+    mod_block_new(&b, &pick_b_def);
+    mod_block_new(&c, &pick_b_def);
+    e[0].block = a;
+    e[1].block = b;
+    e[2].block = c;
+    d.blocks = e;
+    CHECK(mod_sequential_new(&seq, &d) == MOD_OK, "a sequence a, b, c");
+    for (k = 0; k < 3; k++) {
+        int to = (k + 2) % 3;
+        af_arm(1, 1); /* every allocation fails */
+        if (mod_block_insert(seq, to, "b", b) != MOD_OK) ok = 0;
+        af_disarm();
+        if (mod_block_count(seq) != 3 || mod_block_child_at(seq, to) != b ||
+            strcmp(mod_block_child_name(seq, to), "b") != 0)
+            ok = 0;
+    }
+    CHECK(ok, "moving an existing name needs no allocation and keeps every child");
+    CHECK(mod_block_find(seq, "a") == a && mod_block_find(seq, "c") == c, "the other children are still there");
+    mod_block_free(seq);
+    mod_block_free(a);
+    mod_block_free(b);
+    mod_block_free(c);
+}
+
 int main(void) {
     test_inputs_are_copies();
     test_config_without_default();
     test_validation_out_of_memory();
     test_repr_out_of_memory();
+    test_insert_existing_name();
     return test_finish();
 }
