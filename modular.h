@@ -392,7 +392,8 @@ MODDEF void mod_block_free(mod_block *b); /* drops one reference; NULL is fine *
 
 /* Editing a sequential block or a loop body (InsertableDict). `path` may be
    dotted ("denoise.after_denoiser") to reach a nested child. The parent
-   keeps its own reference to an inserted child. */
+   keeps its own reference to an inserted child. Replace also swaps a branch
+   of an auto block, which keeps its trigger. */
 MODDEF mod_status mod_block_insert(mod_block *parent, int index, const char *name, mod_block *child);
 MODDEF mod_status mod_block_pop(mod_block *root, const char *path, mod_block **out); /* out may be NULL */
 MODDEF mod_status mod_block_pop_at(mod_block *parent, int index, mod_block **out);
@@ -444,7 +445,8 @@ typedef struct mod_iter {
     const void *user; /* anything else */
 } mod_iter;
 
-/* generic access by name (make_block blocks; also works for MOD_BLOCK) */
+/* access by name for make_block blocks (MOD_BLOCK blocks use their typed fields;
+   for them get returns NULL and set fails); repr works for both */
 MODDEF const mod_value *mod_block_state_get(mod_block_state *bs, const char *name); /* NULL when absent */
 MODDEF mod_status mod_block_state_set(mod_block_state *bs, const char *name, mod_value v);
 MODDEF char *mod_block_state_repr(mod_block_state *bs); /* BlockState(...) */
@@ -596,7 +598,7 @@ MODDEF const mt_tensor *mod_value_tensor(const mod_value *v); /* NULL unless a t
 #define MOD__DEFAULT_BOOL(has, v, x) {(has) ? MOD_BOOL : MOD_ABSENT, (int64_t)((v) ? 1 : 0), 0.0, NULL, NULL}
 #define MOD__DEFAULT_INT(has, v, x) {(has) ? MOD_INT : MOD_ABSENT, (int64_t)(v), 0.0, NULL, NULL}
 #define MOD__DEFAULT_FLOAT(has, v, x) {(has) ? MOD_FLOAT : MOD_ABSENT, 0, (double)(v), NULL, NULL}
-#define MOD__DEFAULT_STR(has, v, x) {(has) ? MOD_STR : MOD_ABSENT, 0, 0.0, (has) ? (v) : NULL, NULL}
+#define MOD__DEFAULT_STR(has, v, x) {(has) ? MOD_STR : MOD_ABSENT, 0, 0.0, (has) ? (const char *)(v) : (const char *)NULL, NULL}
 #define MOD__DEFAULT_TENSOR(has, v, x) {MOD__NO_DEFAULT(has), 0, 0.0, NULL, NULL}
 #define MOD__DEFAULT_LIST(has, v, x) {MOD__NO_DEFAULT(has), 0, 0.0, NULL, NULL}
 #define MOD__DEFAULT_DICT(has, v, x) {MOD__NO_DEFAULT(has), 0, 0.0, NULL, NULL}
@@ -635,6 +637,12 @@ MODDEF const mt_tensor *mod_value_tensor(const mod_value *v); /* NULL unless a t
 #define MOD__THREAD_LOCAL __declspec(thread)
 #else
 #define MOD__THREAD_LOCAL __thread
+#endif
+
+#if defined(__cplusplus) || !defined(__STDC_VERSION__) || __STDC_VERSION__ < 199901L
+#define MOD__RESTRICT __restrict
+#else
+#define MOD__RESTRICT restrict
 #endif
 
 #define MOD__INC(p) __atomic_add_fetch((p), 1, __ATOMIC_RELAXED)
@@ -1911,7 +1919,8 @@ MODDEF mod_status mod_block_pop_at(mod_block *parent, int index, mod_block **out
 }
 
 static mod_status mod__replace(mod_block *parent, int index, mod_block *child) {
-    mod_status s = mod__check_editable(parent);
+    /* an auto block's branch may be swapped too (its trigger stays) */
+    mod_status s = parent && parent->kind == MOD__AUTO ? MOD_OK : mod__check_editable(parent);
     if (s != MOD_OK) return s;
     if (!child) return mod__fail(MOD_ERR_ARGUMENT, "replacement block is NULL");
     if (mod__contains(child, parent))
@@ -4058,18 +4067,44 @@ static void mod__show_row(mod_block_state *bs, int i) {
     bs->seq[i] = ++bs->next_seq;
 }
 
+/* One row the general way: defaults, None, checks, conversions, copies. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static mod_status mod__gather_row(mod_block_state *bs, int i) {
+    const mod__row *r = &bs->leaf->rows[i];
+    mod_value tmp;
+    const mod_value *v = NULL;
+    mod_status s;
+    memset(&tmp, 0, sizeof tmp);
+    s = mod__row_value(bs, i, &tmp, &v, &bs->presence[i]);
+    if (s != MOD_OK) return s;
+    if (mod__generic(bs)) {
+        if (bs->presence[i] || (r->p->flags & (MOD_PARAM_INPUT | MOD_PARAM_INTERMEDIATE))) {
+            if (v && mod__value_own(&bs->vals[i], v) != MOD_OK)
+                s = mod__call_fail(bs->call, bs->leaf, MOD_ERR_MEMORY, "out of memory");
+            if (!v) bs->vals[i] = mod_none();
+            if (r->p->flags & (MOD_PARAM_INPUT | MOD_PARAM_INTERMEDIATE | MOD_PARAM_OUTPUT)) mod__show_row(bs, i);
+        }
+        bs->snap[i] = bs->vals[i];
+    } else if (bs->presence[i] == 2) {
+        s = mod__field_load(bs, r, v, bs->typed + r->p->offset);
+    }
+    mod_value_release(&tmp);
+    return s;
+}
+
 static mod_status mod__gather(mod_block_state *bs) {
     const mod__leaf *L = bs->leaf;
     const mod_value *in = bs->scope->in, *inter = bs->scope->inter;
     const mod__row *rows = L->rows;
-    unsigned char *typed = bs->typed, *presence = bs->presence;
-    int i, n = L->nrows, generic = mod__generic(bs);
+    unsigned char *MOD__RESTRICT typed = bs->typed;
+    unsigned char *MOD__RESTRICT presence = bs->presence;
+    int i, n = L->nrows;
     for (i = 0; i < n; i++) {
         const mod__row *r = &rows[i];
-        mod_value tmp;
-        const mod_value *v = NULL;
         mod_status s;
-        if (!generic && r->fast) {
+        if (typed && r->fast) {
             /* the common case: a scalar that is there, of the right kind */
             const mod__param *p = r->p;
             const mod_value *src = r->src == MOD__SRC_INTER ? inter + r->slot : r->src == MOD__SRC_IN ? in + r->slot : NULL;
@@ -4089,23 +4124,10 @@ static mod_status mod__gather(mod_block_state *bs) {
                 continue;
             }
         }
-        memset(&tmp, 0, sizeof tmp);
-        s = mod__row_value(bs, i, &tmp, &v, &bs->presence[i]);
-        if (s != MOD_OK) return s;
-        if (mod__generic(bs)) {
-            if (bs->presence[i] || (r->p->flags & (MOD_PARAM_INPUT | MOD_PARAM_INTERMEDIATE))) {
-                if (v && mod__value_own(&bs->vals[i], v) != MOD_OK) s = mod__call_fail(bs->call, L, MOD_ERR_MEMORY, "out of memory");
-                if (!v) bs->vals[i] = mod_none();
-                if (r->p->flags & (MOD_PARAM_INPUT | MOD_PARAM_INTERMEDIATE | MOD_PARAM_OUTPUT)) mod__show_row(bs, i);
-            }
-            bs->snap[i] = bs->vals[i];
-        } else if (bs->presence[i] == 2) {
-            s = mod__field_load(bs, r, v, bs->typed + r->p->offset);
-        }
-        mod_value_release(&tmp);
+        s = mod__gather_row(bs, i);
         if (s != MOD_OK) return s;
     }
-    if (!generic) mod__words_copy(bs->snapshot, bs->typed, bs->leaf->block->def->state_size);
+    if (typed) mod__words_copy(bs->snapshot, typed, L->block->def->state_size);
     return MOD_OK;
 }
 
@@ -4176,6 +4198,11 @@ static int mod__field_changed(mod_field_type t, const unsigned char *a, const un
 /* Writes a scalar into the scope's intermediates without a box. */
 static void mod__put_scalar(mod_state *st, int slot, mod_kind kind, int64_t i, double f, int group) {
     mod_value *v = &st->inter[slot];
+    if (v->kind == kind && !v->box && !group) { /* the usual case: a new number in place */
+        v->i = i;
+        v->f = f;
+        return;
+    }
     if (v->kind == MOD_ABSENT)
         st->inter_order[st->n_inter++] = slot;
     else if (v->box)
@@ -4193,6 +4220,27 @@ static void mod__put_scalar(mod_state *st, int slot, mod_kind kind, int64_t i, d
    stays local; a changed intermediate input is written back; a declared
    intermediate output is added; anything else is not. Inside a loop the
    body shares one block state, so every change is kept there. */
+/* Writes back a non-scalar row (or any row of a make_block block). */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static mod_status mod__scatter_value(mod_block_state *bs, int i) {
+    const mod__row *r = &bs->leaf->rows[i];
+    int empty;
+    mod_value v;
+    if (mod__generic(bs)) {
+        v = bs->vals[i];
+        empty = v.kind == MOD_ABSENT;
+    } else {
+        v = mod__field_value(r, bs->typed + r->p->offset, &empty);
+    }
+    if (empty && r->wb == MOD__WB_OUTPUT)
+        return mod__call_fail(bs->call, bs->leaf, MOD_ERR_MISSING, "Intermediate output '%s' is missing in block state",
+                              r->p->name);
+    if (empty) v = mod_none();
+    return mod__write(bs, r->slot, &v, r->group);
+}
+
 static mod_status mod__scatter(mod_block_state *bs) {
     const mod__leaf *L = bs->leaf;
     int generic = mod__generic(bs), i;
@@ -4232,17 +4280,9 @@ static mod_status mod__scatter(mod_block_state *bs) {
                 mod__put_scalar(bs->scope, r->slot, MOD_BOOL, *(const int *)field ? 1 : 0, 0.0, r->group);
             continue;
         } else {
-            int empty;
-            if (generic) {
-                v = bs->vals[i];
-                empty = v.kind == MOD_ABSENT;
-            } else {
-                v = mod__field_value(r, field, &empty);
-            }
-            if (empty && r->wb == MOD__WB_OUTPUT)
-                return mod__call_fail(bs->call, L, MOD_ERR_MISSING, "Intermediate output '%s' is missing in block state",
-                                      p->name);
-            if (empty) v = mod_none();
+            s = mod__scatter_value(bs, i);
+            if (s != MOD_OK) return s;
+            continue;
         }
         s = mod__write(bs, r->slot, &v, r->group);
         if (s != MOD_OK) return s;
@@ -4365,10 +4405,10 @@ static mod_status mod__run_loop(mod__call *c, const mod__loop *lp, mod_state *pa
     for (i = 0; i < lp->nouts && s == MOD_OK; i++) {
         const mod__xfer *x = &lp->outs[i];
         mod_value owned;
-        if (local->inter[x->local].kind == MOD_ABSENT) {
-            s = mod__call_fail(c, W, MOD_ERR_MISSING, "Intermediate output '%s' is missing in block state", x->p->name);
-            break;
-        }
+        /* every block that ran had its outputs checked when it finished; an
+           output still absent comes from a body that never ran (a loop of
+           zero iterations) and is not written */
+        if (local->inter[x->local].kind == MOD_ABSENT) continue;
         if (mod__value_own(&owned, &local->inter[x->local]) != MOD_OK) {
             s = mod__call_fail(c, W, MOD_ERR_MEMORY, "out of memory");
             break;
