@@ -6948,8 +6948,84 @@ MTDEF mt_status mt_image_save_png(const char *path, const mt_tensor *images, int
     return MT_OK;
 }
 
+/* stb_image (2.27, and 2.28 alike) reads the palette entry of every index
+   byte from a 256-entry stack array without checking the index against the
+   PLTE length: a PNG whose pixels use indices past its palette would decode
+   to bytes of the stack. Such a file is decoded from a copy whose first
+   PLTE is padded to 256 black entries (those pixels come out black,
+   opaque). Returns 1 with the copy, 0 when none is needed (including files
+   stb_image refuses anyway), -1 when out of memory. */
+static uint32_t mt__png_crc(const unsigned char *p, size_t n) {
+    uint32_t c = 0xffffffffu;
+    size_t i;
+    int k;
+    for (i = 0; i < n; i++) {
+        c ^= p[i];
+        for (k = 0; k < 8; k++) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
+    }
+    return c ^ 0xffffffffu;
+}
+
+static int mt__png_pad_palette(const unsigned char *p, size_t n, unsigned char **copy, size_t *copy_n) {
+    size_t i = 8, at = 0;
+    uint32_t plte = 0;
+    if (n < 8 || memcmp(p, "\x89PNG\r\n\x1a\n", 8) != 0) return 0;
+    while (n - i >= 12) {
+        uint32_t len = ((uint32_t)p[i] << 24) | ((uint32_t)p[i + 1] << 16) | ((uint32_t)p[i + 2] << 8) | p[i + 3];
+        if (len > n - i - 12) return 0;
+        if (!at && memcmp(p + i + 4, "PLTE", 4) == 0) {
+            if (len >= 768 || len % 3 != 0) return 0;
+            at = i;
+            plte = len;
+        } else if (at && memcmp(p + i + 4, "tRNS", 4) == 0 && len > plte / 3) {
+            return 0; /* stb_image refuses it ("bad tRNS len") */
+        } else if (memcmp(p + i + 4, "IEND", 4) == 0) {
+            break;
+        }
+        i += 12 + (size_t)len;
+    }
+    if (!at) return 0;
+    {
+        size_t tail = at + 12 + plte, m = n + (768 - plte);
+        unsigned char *q = (unsigned char *)MT_MALLOC(m), *c;
+        uint32_t crc;
+        if (!q) return -1;
+        memcpy(q, p, at + 8 + plte);
+        c = q + at;
+        c[0] = 0;
+        c[1] = 0;
+        c[2] = 0x03;
+        c[3] = 0x00; /* 768 */
+        memset(c + 8 + plte, 0, 768 - plte);
+        crc = mt__png_crc(c + 4, 4 + 768);
+        c[776] = (unsigned char)(crc >> 24);
+        c[777] = (unsigned char)(crc >> 16);
+        c[778] = (unsigned char)(crc >> 8);
+        c[779] = (unsigned char)crc;
+        memcpy(c + 780, p + tail, n - tail);
+        *copy = q;
+        *copy_n = m;
+        return 1;
+    }
+}
+
+static mt_status mt__image_decode_bytes(const char *func, const char *label, mt_tensor *out, const unsigned char *buf,
+                                        size_t size, int channels, mt_image_range range);
+
 static mt_status mt__image_decode(const char *func, const char *label, mt_tensor *out, const unsigned char *buf,
                                   size_t size, int channels, mt_image_range range) {
+    unsigned char *copy = NULL;
+    size_t copy_n = 0;
+    mt_status s;
+    int pad = mt__png_pad_palette(buf, size, &copy, &copy_n);
+    if (pad < 0) return mt__fail(MT_ERR_MEMORY, func, "cannot decode %s: out of memory", label);
+    s = mt__image_decode_bytes(func, label, out, pad ? copy : buf, pad ? copy_n : size, channels, range);
+    MT_FREE(copy);
+    return s;
+}
+
+static mt_status mt__image_decode_bytes(const char *func, const char *label, mt_tensor *out, const unsigned char *buf,
+                                        size_t size, int channels, mt_image_range range) {
     int w, h, comp, c;
     int64_t shape[4], y, x, k;
     unsigned char *pix;

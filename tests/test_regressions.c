@@ -230,11 +230,86 @@ static void test_insert_existing_name(void) {
     mod_block_free(c);
 }
 
+/* ---- a palette index past the palette -------------------------------------
+   Found by fuzz_image (two decodes of one file differed): stb_image reads
+   the palette entry of every index byte from a 256-entry stack array
+   without checking the index against the PLTE length, so a PNG whose
+   pixels use indices past its palette decoded to bytes of the process's
+   stack. Such pixels now decode as black. */
+
+static uint32_t png_crc(const unsigned char *p, size_t n) {
+    uint32_t c = 0xffffffffu;
+    size_t i;
+    int k;
+    for (i = 0; i < n; i++) {
+        c ^= p[i];
+        for (k = 0; k < 8; k++) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
+    }
+    return c ^ 0xffffffffu;
+}
+
+static size_t png_chunk(unsigned char *o, const char *type, const unsigned char *data, uint32_t len) {
+    uint32_t crc;
+    o[0] = (unsigned char)(len >> 24);
+    o[1] = (unsigned char)(len >> 16);
+    o[2] = (unsigned char)(len >> 8);
+    o[3] = (unsigned char)len;
+    memcpy(o + 4, type, 4);
+    if (len) memcpy(o + 8, data, len);
+    crc = png_crc(o + 4, len + 4);
+    o[8 + len] = (unsigned char)(crc >> 24);
+    o[9 + len] = (unsigned char)(crc >> 16);
+    o[10 + len] = (unsigned char)(crc >> 8);
+    o[11 + len] = (unsigned char)crc;
+    return 12 + len;
+}
+
+static void dirty_stack(void) {
+    volatile unsigned char junk[1 << 16];
+    size_t i;
+    for (i = 0; i < sizeof junk; i++) junk[i] = (unsigned char)(0xA5 ^ i);
+}
+
+static void test_palette_index_past_palette(void) {
+    /* 4 x 1 pixels, 8-bit palette of two entries (red, green), indices
+       0, 1, 7, 200 */
+    static const unsigned char ihdr[13] = {0, 0, 0, 4, 0, 0, 0, 1, 8, 3, 0, 0, 0};
+    static const unsigned char plte[6] = {255, 0, 0, 0, 255, 0};
+    unsigned char raw[5] = {0, 0, 1, 7, 200}, png[256], *z;
+    size_t n = 8;
+    int zlen = 0, k, bad = 0;
+    memcpy(png, "\x89PNG\r\n\x1a\n", 8);
+    n += png_chunk(png + n, "IHDR", ihdr, 13);
+    n += png_chunk(png + n, "PLTE", plte, 6);
+    z = stbi_zlib_compress(raw, 5, &zlen, 8);
+    n += png_chunk(png + n, "IDAT", z, (uint32_t)zlen);
+    STBIW_FREE(z);
+    n += png_chunk(png + n, "IEND", NULL, 0);
+    for (k = 0; k < 2; k++) {
+        mt_tensor t = {MT_F32, 0, {0}, {0}, NULL, NULL};
+        const float *p;
+        dirty_stack();
+        CHECK(mt_image_load_memory(&t, png, n, 0, MT_RANGE_UNIT) == MT_OK, "a PNG with indices past its palette decodes: %s",
+              mt_last_error());
+        p = mt_f32(&t);
+        if (!p || t.shape[1] != 3 || t.shape[3] != 4) {
+            bad = 1;
+        } else {
+            /* channel c of pixel x is p[c * 4 + x] */
+            if (p[0] != 1.0f || p[4] != 0.0f || p[1] != 0.0f || p[5] != 1.0f) bad = 1;    /* red, green */
+            if (p[2] || p[6] || p[10] || p[3] || p[7] || p[11]) bad = 1;                  /* black */
+        }
+        mt_release(&t);
+    }
+    CHECK(!bad, "pixels whose index is past the palette are black, not stack bytes");
+}
+
 int main(void) {
     test_inputs_are_copies();
     test_config_without_default();
     test_validation_out_of_memory();
     test_repr_out_of_memory();
     test_insert_existing_name();
+    test_palette_index_past_palette();
     return test_finish();
 }
