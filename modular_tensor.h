@@ -6776,13 +6776,16 @@ static const char *mt__stbi_reason(void) {
 /* Debian's stb_image (2.27) trusts a JPEG's Huffman tables; upstream 2.28
    fixed it. A table of more than 256 codes overflows the decoder's arrays,
    and a scan may use a table never defined (uninitialized memory, then an
-   out-of-bounds read or a failed STBI_ASSERT). This walk follows the marker
+   out-of-bounds read or a failed STBI_ASSERT). A frame component may also
+   name a quantization table no DQT defined (stb_image 2.27 and 2.28 then
+   multiply by uninitialized heap memory). This walk follows the marker
    parsing of stb_image (stray bytes skipped, segments by length, entropy-coded
    data up to the next marker that is not a restart) and refuses such files
    before stb_image sees them. NULL = nothing found. */
 static const char *mt__jpeg_precheck(const unsigned char *p, size_t n) {
     size_t i = 1;
     unsigned defined = 0; /* bit tc * 4 + th */
+    unsigned quant = 0, frame_quant = 0; /* DQT tables defined; tables the frame's components use */
     int progressive = 0;
     if (n < 2 || p[0] != 0xFF) return NULL;
     while (i < n && p[i] == 0xFF) i++; /* stb reads SOI after fill bytes */
@@ -6813,9 +6816,21 @@ static const char *mt__jpeg_precheck(const unsigned char *p, size_t n) {
                 k += 17 + codes;
                 left -= 17 + (long)codes;
             }
+        } else if (m == 0xDB) { /* DQT: tables until the length is used up, as stb reads it */
+            long left = (long)len - 2;
+            size_t k = i + 2;
+            while (left > 0 && k < n) {
+                if ((p[k] & 15) <= 3) quant |= 1u << (p[k] & 15);
+                left -= (p[k] >> 4) ? 129 : 65;
+                k += (p[k] >> 4) ? 129 : 65;
+            }
         } else if (m == 0xC0 || m == 0xC1 || m == 0xC2) {
+            size_t k = i + 7, nf = i + 7 < n ? p[i + 7] : 0, c;
             progressive = m == 0xC2;
+            for (c = 0; c < nf && k + 3 + 3 * c < n; c++)
+                if (p[k + 3 + 3 * c] <= 3) frame_quant |= 1u << p[k + 3 + 3 * c];
         } else if (m == 0xDA) { /* SOS: every table the scan decodes with must exist */
+            if (frame_quant & ~quant) return "a JPEG frame uses an undefined quantization table";
             size_t k = i + 2, ns = k < n ? p[k] : 0, c;
             unsigned ss = k + 1 + 2 * ns < n ? p[k + 1 + 2 * ns] : 0;
             unsigned ah = k + 3 + 2 * ns < n ? p[k + 3 + 2 * ns] >> 4 : 0;

@@ -304,6 +304,53 @@ static void test_palette_index_past_palette(void) {
     CHECK(!bad, "pixels whose index is past the palette are black, not stack bytes");
 }
 
+/* ---- a JPEG without its quantization tables ---------------------------------
+   Found by fuzz_image (two decodes of one file differed; MemorySanitizer
+   traced it to stb_image's dequantization table): a frame component naming
+   a quantization table no DQT segment defined was decoded with
+   uninitialized heap memory. Such files are refused now. */
+
+typedef struct jpeg_buf {
+    unsigned char b[4096];
+    size_t n;
+} jpeg_buf;
+
+static void jpeg_sink(void *ctx, void *data, int size) {
+    jpeg_buf *j = (jpeg_buf *)ctx;
+    if (j->n + (size_t)size <= sizeof j->b) {
+        memcpy(j->b + j->n, data, (size_t)size);
+        j->n += (size_t)size;
+    }
+}
+
+static void test_jpeg_without_quantization_tables(void) {
+    unsigned char pix[8 * 8 * 3];
+    jpeg_buf j;
+    size_t i, at = 0, len;
+    mt_tensor t = {MT_F32, 0, {0}, {0}, NULL, NULL};
+    mt_status s;
+    for (i = 0; i < sizeof pix; i++) pix[i] = (unsigned char)(i * 5);
+    j.n = 0;
+    CHECK(stbi_write_jpg_to_func(jpeg_sink, &j, 8, 8, 3, pix, 90) && j.n > 0, "a JPEG");
+    CHECK(mt_image_load_memory(&t, j.b, j.n, 0, MT_RANGE_UNIT) == MT_OK, "it decodes");
+    mt_release(&t);
+    for (i = 2; i + 3 < j.n; i++)
+        if (j.b[i] == 0xFF && j.b[i + 1] == 0xDB) {
+            at = i;
+            break;
+        }
+    CHECK(at > 0, "it has a DQT segment");
+    if (!at) return;
+    len = 2 + (((size_t)j.b[at + 2] << 8) | j.b[at + 3]);
+    memmove(j.b + at, j.b + at + len, j.n - at - len); /* without it */
+    j.n -= len;
+    s = mt_image_load_memory(&t, j.b, j.n, 0, MT_RANGE_UNIT);
+    CHECK(s == MT_ERR_FORMAT && t.data == NULL, "without its DQT segment it is refused (%s)", mt_status_name(s));
+    CHECK(strstr(mt_last_error(), "a JPEG frame uses an undefined quantization table") != NULL, "message: %s",
+          mt_last_error());
+    mt_release(&t);
+}
+
 int main(void) {
     test_inputs_are_copies();
     test_config_without_default();
@@ -311,5 +358,6 @@ int main(void) {
     test_repr_out_of_memory();
     test_insert_existing_name();
     test_palette_index_past_palette();
+    test_jpeg_without_quantization_tables();
     return test_finish();
 }
