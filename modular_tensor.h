@@ -6777,8 +6777,8 @@ static const char *mt__stbi_reason(void) {
    fixed it. A table of more than 256 codes overflows the decoder's arrays,
    and a scan may use a table never defined (uninitialized memory, then an
    out-of-bounds read or a failed STBI_ASSERT). A frame component may also
-   name a quantization table no DQT defined (stb_image 2.27 and 2.28 then
-   multiply by uninitialized heap memory). This walk follows the marker
+   name a quantization table no DQT defined (stb_image 2.27 then multiplies
+   by uninitialized heap memory). This walk follows the marker
    parsing of stb_image (stray bytes skipped, segments by length, entropy-coded
    data up to the next marker that is not a restart) and refuses such files
    before stb_image sees them. NULL = nothing found. */
@@ -6963,7 +6963,7 @@ MTDEF mt_status mt_image_save_png(const char *path, const mt_tensor *images, int
     return MT_OK;
 }
 
-/* stb_image (2.27, and 2.28 alike) reads the palette entry of every index
+/* stb_image (Debian's 2.27) reads the palette entry of every index
    byte from a 256-entry stack array without checking the index against the
    PLTE length: a PNG whose pixels use indices past its palette would decode
    to bytes of the stack. Such a file is decoded from a copy whose first
