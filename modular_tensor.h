@@ -7041,7 +7041,7 @@ static mt_status mt__image_decode(const char *func, const char *label, mt_tensor
 
 static mt_status mt__image_decode_bytes(const char *func, const char *label, mt_tensor *out, const unsigned char *buf,
                                         size_t size, int channels, mt_image_range range) {
-    int w, h, comp, c;
+    int w, h, comp, c, own = 0;
     int64_t shape[4], y, x, k;
     unsigned char *pix;
     mt_tensor t;
@@ -7059,7 +7059,23 @@ static mt_status mt__image_decode_bytes(const char *func, const char *label, mt_
         return mt__fail(MT_ERR_UNSUPPORTED, func, "%s is %d x %d pixels, over the limit of %lld (MT_IMAGE_MAX_PIXELS)",
                         label, w, h, (long long)MT_IMAGE_MAX_PIXELS);
     c = channels ? channels : comp;
-    pix = stbi_load_from_memory(buf, (int)size, &w, &h, &comp, c);
+    if (stbi_is_16_bit_from_memory(buf, (int)size)) {
+        /* stb_image's own 16-to-8-bit step leaks the image when it runs out
+           of memory: load 16 bits and keep the high byte here, as it does */
+        stbi_us *p16 = stbi_load_16_from_memory(buf, (int)size, &w, &h, &comp, c);
+        size_t i, n = (size_t)w * (size_t)h * (size_t)c;
+        if (!p16)
+            return mt__fail(MT_ERR_FORMAT, func, "cannot decode %s: damaged or unsupported image (stb_image: %s)", label,
+                            mt__stbi_reason());
+        pix = (unsigned char *)MT_MALLOC(n ? n : 1);
+        if (pix)
+            for (i = 0; i < n; i++) pix[i] = (unsigned char)(p16[i] >> 8);
+        stbi_image_free(p16);
+        if (!pix) return mt__fail(MT_ERR_MEMORY, func, "cannot decode %s: out of memory", label);
+        own = 1;
+    } else {
+        pix = stbi_load_from_memory(buf, (int)size, &w, &h, &comp, c);
+    }
     if (!pix) return mt__fail(MT_ERR_FORMAT, func, "cannot decode %s: damaged or unsupported image (stb_image: %s)", label,
                               mt__stbi_reason());
     shape[0] = 1;
@@ -7069,7 +7085,8 @@ static mt_status mt__image_decode_bytes(const char *func, const char *label, mt_
     memset(&t, 0, sizeof t);
     s = mt__prepare_out(func, &t, MT_F32, 4, shape);
     if (s != MT_OK) {
-        stbi_image_free(pix);
+        if (own) MT_FREE(pix);
+        else stbi_image_free(pix);
         return s;
     }
     dst = (float *)t.data;
@@ -7083,7 +7100,8 @@ static mt_status mt__image_decode_bytes(const char *func, const char *label, mt_
                 }
                 dst[(k * h + y) * w + x] = v;
             }
-    stbi_image_free(pix);
+    if (own) MT_FREE(pix);
+    else stbi_image_free(pix);
     if (!out->data) {
         mt_move(out, &t);
         return MT_OK;

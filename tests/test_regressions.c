@@ -351,6 +351,51 @@ static void test_jpeg_without_quantization_tables(void) {
     mt_release(&t);
 }
 
+/* ---- a 16-bit PNG and an allocation failure ---------------------------------
+   Found by fuzz_image (a decode with a failing allocation leaked): stb_image
+   turns 16-bit samples into 8-bit ones in a step that, when its allocation
+   fails, loses the 16-bit image. The high byte is now kept by
+   mt__image_decode itself, with the same values. */
+
+static void test_png16_out_of_memory(void) {
+    /* 2 x 2 RGB, 16 bits per sample, filter 0 on each row */
+    static const unsigned char ihdr[13] = {0, 0, 0, 2, 0, 0, 0, 2, 16, 2, 0, 0, 0};
+    unsigned char raw[2 * (1 + 2 * 6)], png[512], *z;
+    size_t n = 8, i;
+    int zlen = 0, ok = 1;
+    long k, leaks = 0, live0;
+    mt_tensor t = {MT_F32, 0, {0}, {0}, NULL, NULL};
+    for (i = 0; i < sizeof raw; i++) raw[i] = (unsigned char)(i % 13 == 0 ? 0 : i * 37 + 11);
+    memcpy(png, "\x89PNG\r\n\x1a\n", 8);
+    n += png_chunk(png + n, "IHDR", ihdr, 13);
+    z = stbi_zlib_compress(raw, (int)sizeof raw, &zlen, 8);
+    n += png_chunk(png + n, "IDAT", z, (uint32_t)zlen);
+    STBIW_FREE(z);
+    n += png_chunk(png + n, "IEND", NULL, 0);
+    mt_clear_error();
+    CHECK(mt_image_load_memory(&t, png, n, 0, MT_RANGE_UNIT) == MT_OK && t.shape[1] == 3, "a 16-bit PNG decodes%s",
+          mt_last_error());
+    if (t.data) {
+        int y, x, c;
+        for (y = 0; y < 2; y++)
+            for (x = 0; x < 2; x++)
+                for (c = 0; c < 3; c++) /* the high byte of each big-endian sample, / 255 */
+                    if (mt_f32(&t)[(c * 2 + y) * 2 + x] != (float)raw[y * 13 + 1 + (x * 3 + c) * 2] / 255.0f) ok = 0;
+    }
+    CHECK(ok, "each sample is its high byte / 255");
+    mt_release(&t);
+    live0 = af_live_now();
+    for (k = 1; k < 40; k++) {
+        af_arm(k, 0);
+        mt_image_load_memory(&t, png, n, 0, MT_RANGE_UNIT);
+        af_disarm();
+        mt_release(&t);
+        if (af_live_now() != live0) leaks++;
+        live0 = af_live_now();
+    }
+    CHECK(leaks == 0, "no allocation failure leaks the image (%ld did)", leaks);
+}
+
 int main(void) {
     test_inputs_are_copies();
     test_config_without_default();
@@ -359,5 +404,6 @@ int main(void) {
     test_insert_existing_name();
     test_palette_index_past_palette();
     test_jpeg_without_quantization_tables();
+    test_png16_out_of_memory();
     return test_finish();
 }
