@@ -6773,6 +6773,23 @@ static const char *mt__stbi_reason(void) {
     return r ? r : "unknown error";
 }
 
+/* A failed stbi_info (loading = 0) or stbi_load (1): out of memory or a bad
+   file. stb_image says "outofmem", except when the allocation of its JPEG
+   decoder fails while stbi_load tells the format (a file that starts with
+   a JPEG SOI marker is a JPEG to it unless that allocation fails): it then
+   tries the other formats and says "unknown image type". stbi_info fails
+   the same way on a damaged JPEG header, so there it stays a bad file. */
+static mt_status mt__stbi_fail(const char *func, const char *label, const unsigned char *p, size_t n, int loading,
+                               const char *what) {
+    const char *r = mt__stbi_reason();
+    size_t i = 0;
+    while (i < n && p[i] == 0xFF) i++;
+    if (strcmp(r, "outofmem") == 0 ||
+        (loading && strcmp(r, "unknown image type") == 0 && i > 0 && i < n && p[i] == 0xD8))
+        return mt__fail(MT_ERR_MEMORY, func, "cannot decode %s: out of memory", label);
+    return mt__fail(MT_ERR_FORMAT, func, "cannot decode %s: %s (stb_image: %s)", label, what, r);
+}
+
 /* Debian's stb_image (2.27) trusts a JPEG's Huffman tables; upstream 2.28
    fixed it. A table of more than 256 codes overflows the decoder's arrays,
    and a scan may use a table never defined (uninitialized memory, then an
@@ -7053,8 +7070,7 @@ static mt_status mt__image_decode_bytes(const char *func, const char *label, mt_
     if (!bad) bad = mt__png_precheck(buf, size);
     if (bad) return mt__fail(MT_ERR_FORMAT, func, "cannot decode %s: %s", label, bad);
     if (!stbi_info_from_memory(buf, (int)size, &w, &h, &comp))
-        return mt__fail(MT_ERR_FORMAT, func, "cannot decode %s: not a PNG or JPEG image, or a damaged one (stb_image: %s)",
-                        label, mt__stbi_reason());
+        return mt__stbi_fail(func, label, buf, size, 0, "not a PNG or JPEG image, or a damaged one");
     if ((int64_t)w * h > MT_IMAGE_MAX_PIXELS)
         return mt__fail(MT_ERR_UNSUPPORTED, func, "%s is %d x %d pixels, over the limit of %lld (MT_IMAGE_MAX_PIXELS)",
                         label, w, h, (long long)MT_IMAGE_MAX_PIXELS);
@@ -7064,9 +7080,7 @@ static mt_status mt__image_decode_bytes(const char *func, const char *label, mt_
            of memory: load 16 bits and keep the high byte here, as it does */
         stbi_us *p16 = stbi_load_16_from_memory(buf, (int)size, &w, &h, &comp, c);
         size_t i, n = (size_t)w * (size_t)h * (size_t)c;
-        if (!p16)
-            return mt__fail(MT_ERR_FORMAT, func, "cannot decode %s: damaged or unsupported image (stb_image: %s)", label,
-                            mt__stbi_reason());
+        if (!p16) return mt__stbi_fail(func, label, buf, size, 1, "damaged or unsupported image");
         pix = (unsigned char *)MT_MALLOC(n ? n : 1);
         if (pix)
             for (i = 0; i < n; i++) pix[i] = (unsigned char)(p16[i] >> 8);
@@ -7076,8 +7090,7 @@ static mt_status mt__image_decode_bytes(const char *func, const char *label, mt_
     } else {
         pix = stbi_load_from_memory(buf, (int)size, &w, &h, &comp, c);
     }
-    if (!pix) return mt__fail(MT_ERR_FORMAT, func, "cannot decode %s: damaged or unsupported image (stb_image: %s)", label,
-                              mt__stbi_reason());
+    if (!pix) return mt__stbi_fail(func, label, buf, size, 1, "damaged or unsupported image");
     shape[0] = 1;
     shape[1] = c;
     shape[2] = h;

@@ -396,6 +396,38 @@ static void test_png16_out_of_memory(void) {
     CHECK(leaks == 0, "no allocation failure leaks the image (%ld did)", leaks);
 }
 
+/* ---- an allocation failure inside stb_image --------------------------------
+   Found by fuzz_image: an image that decodes gave MT_ERR_FORMAT ("damaged or
+   unsupported image (stb_image: outofmem)", or "unknown image type" when
+   stb_image's JPEG decoder could not be allocated) when an allocation
+   failed while decoding; it is MT_ERR_MEMORY now. (Reading the header
+   first, stb_image cannot tell that case from a damaged JPEG header: a
+   failure there stays MT_ERR_FORMAT, "not a PNG or JPEG image".) */
+
+static void test_decode_out_of_memory_status(void) {
+    unsigned char pix[16 * 16 * 3];
+    jpeg_buf j;
+    size_t i;
+    long k, wrong = 0, failures = 0;
+    for (i = 0; i < sizeof pix; i++) pix[i] = (unsigned char)(i * 3);
+    j.n = 0;
+    stbi_write_jpg_to_func(jpeg_sink, &j, 16, 16, 3, pix, 80);
+    for (k = 1; k < 60; k++) {
+        mt_tensor t = {MT_F32, 0, {0}, {0}, NULL, NULL};
+        mt_status s;
+        af_arm(k, 0);
+        s = mt_image_load_memory(&t, j.b, j.n, 0, MT_RANGE_UNIT);
+        af_disarm();
+        if (s != MT_OK) {
+            failures++;
+            if (s != MT_ERR_MEMORY && !strstr(mt_last_error(), "not a PNG or JPEG image")) wrong++;
+        }
+        mt_release(&t);
+    }
+    CHECK(failures > 0 && wrong == 0, "a decode whose allocation fails is MT_ERR_MEMORY (%ld of %ld were not)", wrong,
+          failures);
+}
+
 int main(void) {
     test_inputs_are_copies();
     test_config_without_default();
@@ -405,5 +437,6 @@ int main(void) {
     test_palette_index_past_palette();
     test_jpeg_without_quantization_tables();
     test_png16_out_of_memory();
+    test_decode_out_of_memory_status();
     return test_finish();
 }
