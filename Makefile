@@ -8,6 +8,7 @@
 #   make bench      the benchmarks (tests/bench/*.c) with reference libraries
 #   make CC=clang test   the same with clang
 #   make fuzz       the libFuzzer harnesses (tests/fuzz/), FUZZ_SECONDS each
+#   make alloc-fail the seeds' programs with allocation k failing, every k
 #
 # Every target installs the Debian packages it needs when they are missing.
 
@@ -51,7 +52,7 @@ define ensure_packages
 endef
 
 .PHONY: all run test sanitize valgrind bench clean deps-build deps-test deps-valgrind deps-bench examples tests \
-	fuzz fuzzers deps-fuzz
+	fuzz fuzzers deps-fuzz alloc-fail
 
 all: deps-build
 	@$(MAKE) --no-print-directory examples tests
@@ -163,6 +164,21 @@ fuzz: deps-fuzz
 	  if [ $$rc -ne 0 ]; then grep -v '^#\|^INFO\|^"' $(FUZZ_BUILD)/$$n.log | tail -40; \
 	    echo "$$n: finding in $(FUZZ_BUILD)/artifacts/ (log: $(FUZZ_BUILD)/$$n.log)"; exit 1; fi; \
 	done
+
+# ---- allocation failure over whole programs (tests/alloc_fail/sweep_*.c):
+# the seeds' examples with allocation k failing for every k, under
+# AddressSanitizer and LeakSanitizer (tests/test_alloc_fail.c, in make
+# test, does the same for a composite pipeline call by call)
+AF_BUILD = build/alloc-fail
+AF_BINS = $(patsubst tests/alloc_fail/%.c,$(AF_BUILD)/%,$(wildcard tests/alloc_fail/sweep_*.c))
+alloc-fail: deps-test
+	@$(MAKE) --no-print-directory $(AF_BINS)
+	@TEST_QUIET=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1; \
+	  export TEST_QUIET ASAN_OPTIONS UBSAN_OPTIONS; $(MAKE) --no-print-directory run-tests TESTS="$(AF_BINS)"
+
+$(AF_BUILD)/%: tests/alloc_fail/%.c $(HEADERS) $(EXAMPLE_SRC)
+	@mkdir -p $(AF_BUILD)
+	$(CC) -std=c99 -O1 -g $(SAN_FLAGS) $(WARN) -I. -o $@ $< $(LDLIBS)
 
 clean:
 	rm -rf build out
