@@ -8,6 +8,7 @@
 #   make bench      the benchmarks (tests/bench/*.c) with reference libraries
 #   make CC=clang test   the same with clang
 #   make fuzz       the libFuzzer harnesses (tests/fuzz/), FUZZ_SECONDS each
+#   make tsan       the threaded tests under -fsanitize=thread
 #   make alloc-fail the seeds' programs with allocation k failing, every k
 #
 # Every target installs the Debian packages it needs when they are missing.
@@ -52,7 +53,7 @@ define ensure_packages
 endef
 
 .PHONY: all run test sanitize valgrind bench clean deps-build deps-test deps-valgrind deps-bench examples tests \
-	fuzz fuzzers deps-fuzz alloc-fail
+	fuzz fuzzers deps-fuzz tsan alloc-fail
 
 all: deps-build
 	@$(MAKE) --no-print-directory examples tests
@@ -164,6 +165,14 @@ fuzz: deps-fuzz
 	  if [ $$rc -ne 0 ]; then grep -v '^#\|^INFO\|^"' $(FUZZ_BUILD)/$$n.log | tail -40; \
 	    echo "$$n: finding in $(FUZZ_BUILD)/artifacts/ (log: $(FUZZ_BUILD)/$$n.log)"; exit 1; fi; \
 	done
+
+# ---- ThreadSanitizer: every test that starts threads (pthread_create or
+# mt_set_num_threads), built with -fsanitize=thread
+TSAN_TESTS = $(patsubst tests/%.c,build/tsan/%,$(shell grep -l 'pthread_create\|mt_set_num_threads' tests/test_*.c))
+tsan: deps-test
+	@$(MAKE) --no-print-directory $(TSAN_TESTS) BUILD=build/tsan OPT="-O1 -g -fsanitize=thread -fno-omit-frame-pointer"
+	@TEST_QUIET=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"; export TEST_QUIET TSAN_OPTIONS; \
+	  $(MAKE) --no-print-directory run-tests BUILD=build/tsan TESTS="$(TSAN_TESTS)"
 
 # ---- allocation failure over whole programs (tests/alloc_fail/sweep_*.c):
 # the seeds' examples with allocation k failing for every k, under
