@@ -52,7 +52,7 @@ define ensure_packages
 	fi
 endef
 
-.PHONY: all run test sanitize valgrind bench clean deps-build deps-test deps-valgrind deps-bench examples tests \
+.PHONY: all run test sanitize valgrind bench benches clean deps-build deps-test deps-valgrind deps-bench examples tests \
 	fuzz fuzzers deps-fuzz tsan alloc-fail
 
 all: deps-build
@@ -117,6 +117,10 @@ run-tests:
 bench: deps-bench
 	@$(MAKE) --no-print-directory $(BENCHES)
 	@for b in $(BENCHES); do echo "== $$b"; ./$$b || exit 1; done
+
+# builds the benchmarks without running them (CI: -O3 warnings)
+benches: deps-bench
+	@$(MAKE) --no-print-directory $(BENCHES)
 
 $(BUILD)/%: tests/bench/%.c $(HEADERS) | $(BUILD)
 	$(CC) $(CFLAGS_ALL) -O3 -o $@ $< $(LDLIBS) $(BENCH_LIBS)

@@ -2376,7 +2376,7 @@ static void mod__full_description(mod__sb *sb, const mod_block *b) {
     int i, k;
     mod__sb_puts(sb, b->description);
     if (!b->nworkflows) return;
-    mod__sb_puts(sb, b->description[0] ? "\n\nSupported workflows:" : "\n\nSupported workflows:");
+    mod__sb_puts(sb, "\n\nSupported workflows:");
     for (i = 0; i < b->nworkflows; i++) {
         mod__sb_printf(sb, "\n  - `%s`: ", b->wf_names[i]);
         if (!b->wf_triggers[i][0]) mod__sb_puts(sb, "default (no additional inputs required)");
@@ -2935,7 +2935,7 @@ static void mod__mm_set_src(mod__mm *m, const char *name, int node, int keep_old
     m->ns++;
 }
 
-static void mod__mm_consume(mod__mm *m, const char *name, int node, int dashed_from_later) {
+static void mod__mm_consume(mod__mm *m, const char *name, int node) {
     int i, any = 0;
     if (mod__reserve((void **)&m->events, &m->evcap, m->nev + 1, sizeof(mod__mm_src))) {
         m->events[m->nev].name = name;
@@ -2949,7 +2949,7 @@ static void mod__mm_consume(mod__mm *m, const char *name, int node, int dashed_f
             mod__mm_edge_add(m, m->src[i].node, node, name, 0);
             any = 1;
         }
-    if (!any && !dashed_from_later && mod__names_has(m->args, name)) mod__mm_edge_add(m, 0, node, name, 0);
+    if (!any && mod__names_has(m->args, name)) mod__mm_edge_add(m, 0, node, name, 0);
 }
 
 static void mod__mm_id(mod__sb *sb, int node) {
@@ -2976,7 +2976,7 @@ static void mod__mm_leaf(mod__mm *m, const mod_block *b, const char *label, int 
         if (!MOD__IS_COLLECTOR(f.in.v[i].p) && mod__names_has(m->args, f.in.v[i].p->name))
             mod__mm_edge_add(m, 0, node, f.in.v[i].p->name, 0);
     for (i = 0; i < f.inter.n; i++)
-        if (!MOD__IS_COLLECTOR(f.inter.v[i].p)) mod__mm_consume(m, f.inter.v[i].p->name, node, 0);
+        if (!MOD__IS_COLLECTOR(f.inter.v[i].p)) mod__mm_consume(m, f.inter.v[i].p->name, node);
     for (i = 0; i < f.out.n; i++) mod__mm_set_src(m, f.out.v[i].p->name, node, 0);
     mod__iface_free(&f);
 }
@@ -4348,8 +4348,8 @@ static mod_status mod__run_leaf(mod__call *c, const mod__leaf *L, mod_state *sco
             mod__call_fail(c, L, s, "block returned %s without a message", mod_status_name(s));
         if (s == MOD_OK) s = mod__scatter(&bs);
     }
-    mod__release_rows(&bs);
-    mod__extras_free(&bs);
+    if (!b->def || L->owns) mod__release_rows(&bs); /* scalar fields hold nothing to release */
+    if (bs.xcap) mod__extras_free(&bs);
     return s;
 }
 
@@ -4612,8 +4612,8 @@ static void mod__list_names(mod__sb *sb, const mod__param *const *ps, int n) {
     if (!n) mod__sb_puts(sb, "(none)");
 }
 
-static mod_status mod__set_named(mod__plan *pl, const mod__param **ps, int n, mod_value *vals, const char *what,
-                                 const char *name, mod_value v) {
+static mod_status mod__set_named(const mod__param **ps, int n, mod_value *vals, const char *what, const char *name,
+                                 mod_value v) {
     int i = name ? mod__find_param(ps, n, name) : -1;
     if (i < 0) {
         mod__sb sb = {NULL, 0, 0, 0};
@@ -4622,7 +4622,6 @@ static mod_status mod__set_named(mod__plan *pl, const mod__param **ps, int n, mo
         MOD_FREE(sb.buf);
         return MOD_ERR_UNKNOWN;
     }
-    (void)pl;
     if (mod_value_is_set(&v) && !mod__field_accepts(ps[i]->type, v.kind))
         return mod__fail(MOD_ERR_KIND, "%s '%s' must be %s, got %s", what, name, mod__field_type_name(ps[i]->type),
                          mod__kind_name(v.kind));
@@ -4635,12 +4634,12 @@ static mod_status mod__set_named(mod__plan *pl, const mod__param **ps, int n, mo
 
 MODDEF mod_status mod_pipeline_set_component(mod_pipeline *p, const char *name, mod_value v) {
     if (!p) return mod__fail(MOD_ERR_ARGUMENT, "mod_pipeline_set_component: pipeline is NULL");
-    return mod__set_named(p->plan, p->plan->comps, p->plan->ncomps, p->components, "component", name, v);
+    return mod__set_named(p->plan->comps, p->plan->ncomps, p->components, "component", name, v);
 }
 
 MODDEF mod_status mod_pipeline_set_config(mod_pipeline *p, const char *name, mod_value v) {
     if (!p) return mod__fail(MOD_ERR_ARGUMENT, "mod_pipeline_set_config: pipeline is NULL");
-    return mod__set_named(p->plan, p->plan->confs, p->plan->nconfs, p->configs, "config", name, v);
+    return mod__set_named(p->plan->confs, p->plan->nconfs, p->configs, "config", name, v);
 }
 
 MODDEF const mod_value *mod_pipeline_component(const mod_pipeline *p, const char *name) {

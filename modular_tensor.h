@@ -5303,7 +5303,7 @@ MTDEF mt_status mt_scheduler_add_noise(mt_scheduler *s, mt_tensor *out, const mt
         a = sqrtf(s->alphas_cumprod[ti]);
         b = sqrtf(1.0f - s->alphas_cumprod[ti]);
     } else {
-        int idx;
+        int idx = 0;
         float sigma;
         if (!s->timesteps) return MT__FAIL(MT_ERR_ARGUMENT, "call mt_scheduler_set_timesteps first");
         if (s->begin_index < 0) {

@@ -541,7 +541,7 @@ static void test_upstream_full_loops(void) {
 static void test_upstream_small(void) {
     mt_scheduler s;
     mt_scheduler_config c = {0};
-    float v;
+    float v = 0.0f;
     int i, ok;
     /* test_scheduler_ddim.py::test_variance */
     static const struct { int t, prev; float want; } var[] = {
