@@ -6736,7 +6736,16 @@ MTDEF mt_status mt_safetensors_save(const char *path, int n, const char *const *
 #define STBI_NO_LINEAR
 /* stb_image 2.27 declares this name but defines stbi__unpremultiply_on_load_thread */
 #define stbi_set_unpremultiply_on_load_thread stbi__unpremultiply_on_load_thread
-#define STBI_MALLOC(sz) MT_MALLOC(sz)
+/* stb_image 2.27 decodes into buffers it never clears: a JPEG whose scans
+   do not cover the frame (no scan at all, a component no scan names, a
+   restart interval cut short) left heap bytes in the pixels. Its
+   allocations are zeroed, so such parts decode as zeros. */
+static void *mt__stbi_malloc(size_t n) {
+    void *p = MT_MALLOC(n);
+    if (p) memset(p, 0, n);
+    return p;
+}
+#define STBI_MALLOC(sz) mt__stbi_malloc(sz)
 #define STBI_REALLOC(p, sz) MT_REALLOC(p, sz)
 #define STBI_FREE(p) MT_FREE(p)
 #define STBIW_MALLOC(sz) MT_MALLOC(sz)

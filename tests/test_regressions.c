@@ -383,6 +383,48 @@ static void test_jpeg_without_quantization_tables(void) {
     mt_release(&t);
 }
 
+/* ---- a JPEG whose scans do not cover the frame ------------------------------
+   Found by fuzz_image (two decodes of one file differed; MemorySanitizer
+   traced it to stb_image's component buffers): a JPEG with a frame header
+   and no scan decoded "successfully" to whatever the heap held. stb_image's
+   allocations are zeroed now. */
+
+static void dirty_heap(unsigned char fill) {
+    void *blocks[64];
+    size_t i;
+    for (i = 0; i < 64; i++) {
+        size_t n = 32 + 97 * i;
+        blocks[i] = malloc(n);
+        if (blocks[i]) memset(blocks[i], fill, n);
+    }
+    for (i = 0; i < 64; i++) free(blocks[i]);
+}
+
+static void test_jpeg_without_scans(void) {
+    unsigned char j[sizeof small_jpeg];
+    size_t i, sos = 0, n;
+    mt_tensor a = {MT_F32, 0, {0}, {0}, NULL, NULL}, b = a;
+    memcpy(j, small_jpeg, sizeof j);
+    for (i = 2; i + 1 < sizeof j; i++)
+        if (j[i] == 0xFF && j[i + 1] == 0xDA) {
+            sos = i;
+            break;
+        }
+    CHECK(sos > 0, "the JPEG has a scan");
+    if (!sos) return;
+    j[sos + 1] = 0xD9; /* EOI where the scan began: a frame and no scan */
+    n = sos + 2;
+    dirty_heap(0xA5);
+    mt_image_load_memory(&a, j, n, 0, MT_RANGE_UNIT);
+    dirty_heap(0x5A);
+    mt_image_load_memory(&b, j, n, 0, MT_RANGE_UNIT);
+    CHECK(a.data && b.data && mt_same_shape(&a, &b) &&
+              memcmp(a.data, b.data, (size_t)mt_numel(&a) * sizeof(float)) == 0,
+          "a JPEG without scans decodes the same whatever the heap held before");
+    mt_release(&a);
+    mt_release(&b);
+}
+
 /* ---- a 16-bit PNG and an allocation failure ---------------------------------
    Found by fuzz_image (a decode with a failing allocation leaked): stb_image
    turns 16-bit samples into 8-bit ones in a step that, when its allocation
@@ -462,6 +504,7 @@ int main(void) {
     test_insert_existing_name();
     test_palette_index_past_palette();
     test_jpeg_without_quantization_tables();
+    test_jpeg_without_scans();
     test_png16_out_of_memory();
     test_decode_out_of_memory_status();
     return test_finish();
