@@ -492,7 +492,10 @@ static mod_status script_fn(mod_block_state *bs) {
             break;
         }
         case 5: return mod_fail(bs, MOD_ERR_BLOCK, "script step %d fails on '%s'", k, name);
-        case 6: return (mod_status)(1 + sc->b[k] % (MOD_STATUS_COUNT - 1));
+        case 6: { /* an error status without a message (not MOD_ERR_MEMORY: no allocation failed) */
+            mod_status st = (mod_status)(1 + sc->b[k] % (MOD_STATUS_COUNT - 1));
+            return st == MOD_ERR_MEMORY ? MOD_ERR_BLOCK : st;
+        }
         case 7: {
             mod_status s = mod_loop_step(bs, NULL);
             REQUIRE(s != MOD_OK, "mod_loop_step in a make_block block succeeded");
