@@ -93,10 +93,19 @@ test: deps-test
 	@$(MAKE) --no-print-directory tests
 	@TEST_QUIET=1; export TEST_QUIET; $(call RUN_TESTS,)
 
+# The main job: the four seed examples (their text goes to out/<name>.txt),
+# then the diffusion pipeline: its block tree and doc, text-to-image for
+# three prompts, image-to-image, inpainting, and one image from the
+# command-line example, as PNG files in out/.
+SEED_EXAMPLES = pipeline_block sequential_blocks loop_blocks auto_blocks
 run: deps-build
-	@$(MAKE) --no-print-directory examples
+	@$(MAKE) -j2 --no-print-directory examples
 	@mkdir -p out
-	@for e in $(EXAMPLES); do echo "== $$e"; ./$$e || exit 1; done
+	@for e in $(SEED_EXAMPLES); do $(BUILD)/$$e > out/$$e.txt || exit 1; \
+	  echo "== $(BUILD)/$$e: ok (printed to out/$$e.txt)"; done
+	@echo "== $(BUILD)/main_job"; $(BUILD)/main_job
+	@echo "== $(BUILD)/generate"; $(BUILD)/generate --prompt "a small purple star at the top on a black background" \
+	  --seed 3 --out out/generate.png
 
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 sanitize: deps-test

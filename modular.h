@@ -388,6 +388,9 @@ MODDEF mod_status mod_auto_new(mod_block **out, const mod_auto_desc *desc);
 MODDEF mod_status mod_loop_new(mod_block **out, const mod_block_def *wrapper, const mod_entry *body);
 
 MODDEF mod_block *mod_block_retain(mod_block *b);
+/* A pointer the block's function reads with mod_block_state_user (for
+   MOD_BLOCK instances; make_block takes it in its desc). */
+MODDEF void mod_block_set_user(mod_block *b, void *user);
 MODDEF void mod_block_free(mod_block *b); /* drops one reference; NULL is fine */
 
 /* Editing a sequential block or a loop body (InsertableDict). `path` may be
@@ -490,6 +493,8 @@ MODDEF void mod_pipeline_free(mod_pipeline *p);
 MODDEF char *mod_pipeline_doc(const mod_pipeline *p);
 MODDEF const mod_block *mod_pipeline_blocks(const mod_pipeline *p);
 
+/* Replaces the component `name` (the pipeline keeps an owned copy and drops
+   the one it had: take your own reference first to wrap the old one). */
 MODDEF mod_status mod_pipeline_set_component(mod_pipeline *p, const char *name, mod_value v);
 MODDEF const mod_value *mod_pipeline_component(const mod_pipeline *p, const char *name);
 MODDEF int mod_pipeline_component_count(const mod_pipeline *p);
@@ -1435,6 +1440,10 @@ static void mod__block_destroy(mod_block *b) {
 MODDEF mod_block *mod_block_retain(mod_block *b) {
     if (b) MOD__INC(&b->refcount);
     return b;
+}
+
+MODDEF void mod_block_set_user(mod_block *b, void *user) {
+    if (b) b->user = user;
 }
 
 MODDEF void mod_block_free(mod_block *b) {
@@ -3419,10 +3428,26 @@ static mod_status mod__compile_leaf(mod__plan *pl, const mod_block *b, const cha
 
 static mod_status mod__compile(mod__plan *pl, const mod_block *b, const char *path, int scope);
 
+/* Names some block of `tree` tags with kwargs group `group`: outputs go to
+   `inter`, inputs to `in`. */
+static int mod__tagged_names(const mod_block *tree, const char *group, mod__names *in, mod__names *inter) {
+    int i;
+    for (i = 0; i < tree->nparams; i++) {
+        const mod__param *p = &tree->params[i];
+        if (MOD__IS_COLLECTOR(p) || !mod__streq(p->kwargs, group)) continue;
+        if ((p->flags & MOD_PARAM_OUTPUT) && !mod__names_add(inter, p->name)) return 0;
+        if ((p->flags & MOD_PARAM_INPUT) && !mod__names_add(in, p->name)) return 0;
+    }
+    for (i = 0; i < tree->n; i++)
+        if (!mod__tagged_names(tree->children[i], group, in, inter)) return 0;
+    return 1;
+}
+
 static mod_status mod__compile_loop(mod__plan *pl, const mod_block *b, const char *path, int scope) {
     mod__iface f;
     mod__loop *lp;
-    int li, i, leaf, op;
+    int li, i, leaf, op, extra;
+    mod__names tag_in, tag_inter;
     mod_status s;
     if (!mod__reserve((void **)&pl->loops, &pl->loop_cap, pl->nloops + 1, sizeof(mod__loop))) return mod__oom();
     li = pl->nloops++;
@@ -3431,8 +3456,17 @@ static mod_status mod__compile_loop(mod__plan *pl, const mod_block *b, const cha
     lp->scope = scope;
     s = mod__derive(b, &f);
     if (s != MOD_OK) return s;
+    /* a body block collecting a kwargs group sees every value of the group
+       the pipeline has, so the loop brings them in too */
+    memset(&tag_in, 0, sizeof tag_in);
+    memset(&tag_inter, 0, sizeof tag_inter);
+    for (i = 0; s == MOD_OK && i < f.in.n + f.inter.n; i++) {
+        const mod__dp *dp = i < f.in.n ? &f.in.v[i] : &f.inter.v[i - f.in.n];
+        if (MOD__IS_COLLECTOR(dp->p) && !mod__tagged_names(pl->root, dp->p->kwargs, &tag_in, &tag_inter)) s = mod__oom();
+    }
+    extra = tag_in.n + tag_inter.n;
     lp = &pl->loops[li];
-    lp->gather = (mod__xfer *)mod__calloc((size_t)(f.in.n + f.inter.n), sizeof(mod__xfer));
+    lp->gather = (mod__xfer *)mod__calloc((size_t)(f.in.n + f.inter.n + extra), sizeof(mod__xfer));
     lp->outs = (mod__xfer *)mod__calloc((size_t)f.out.n, sizeof(mod__xfer));
     lp->back = (mod__xfer *)mod__calloc((size_t)f.inter.n, sizeof(mod__xfer));
     if (!lp->gather || !lp->outs || !lp->back) s = mod__oom();
@@ -3454,6 +3488,29 @@ static mod_status mod__compile_loop(mod__plan *pl, const mod_block *b, const cha
         lp->gather[lp->ngather++] = x;
         if (x.from == MOD_PARAM_INTERMEDIATE) lp->back[lp->nback++] = x;
     }
+    for (i = 0; s == MOD_OK && i < extra; i++) {
+        const char *name = i < tag_in.n ? tag_in.v[i] : tag_inter.v[i - tag_in.n];
+        unsigned from = i < tag_in.n ? MOD_PARAM_INPUT : MOD_PARAM_INTERMEDIATE;
+        mod__xfer x;
+        int k, dup = 0;
+        x.local = mod__intern(pl, li, name);
+        x.slot = mod__intern(pl, scope, name);
+        lp = &pl->loops[li];
+        if (x.local < 0 || x.slot < 0) {
+            s = mod__oom();
+            break;
+        }
+        for (k = 0; k < lp->ngather; k++)
+            if (lp->gather[k].local == x.local && lp->gather[k].from == from) dup = 1;
+        if (dup) continue;
+        x.p = NULL;
+        x.from = from;
+        x.required = 0;
+        x.group = 0;
+        lp->gather[lp->ngather++] = x;
+    }
+    MOD_FREE(tag_in.v);
+    MOD_FREE(tag_inter.v);
     for (i = 0; s == MOD_OK && i < f.out.n; i++) {
         mod__xfer x;
         x.p = f.out.v[i].p;
@@ -4264,7 +4321,11 @@ static mod_status mod__scatter(mod_block_state *bs) {
         if (bs->presence[i] == 3) {
             none = 1;
         } else if (!changed) {
-            if (r->wb == MOD__WB_CHANGED) continue;
+            /* in a loop's shared state everything is CHANGED; a typed scalar
+               output that was absent is new even when it equals the zeroed
+               field it started from (n = 0 on the first iteration) */
+            if (r->wb == MOD__WB_CHANGED && !(!generic && r->fast && bs->presence[i] == 0 && (p->flags & MOD_PARAM_OUTPUT)))
+                continue;
             if (r->wb == MOD__WB_MODIFIED && bs->presence[i] == 2) continue; /* already in place */
             if ((r->wb == MOD__WB_MODIFIED || r->wb == MOD__WB_INOUT) && bs->presence[i] < 2)
                 none = 1; /* the block left it without a value */
@@ -4395,7 +4456,7 @@ static mod_status mod__run_loop(mod__call *c, const mod__loop *lp, mod_state *pa
         else
             s = mod__value_own(&owned, v);
         if (s != MOD_OK) {
-            s = mod__call_fail(c, W, s, "copying input '%s': %s", x->p->name, mod__error_buf);
+            s = mod__call_fail(c, W, s, "copying input '%s': %s", lp->names[x->local], mod__error_buf);
             break;
         }
         mod__state_put(local, 1, x->local, &owned,

@@ -799,6 +799,53 @@ static void test_kwargs(void) {
     mod_block_free(c);
 }
 
+/* A body block of a loop that collects a kwargs group sees the group's
+   values made before the loop. */
+#define kw_loop_PARAMS(X, S) X(S, INPUT, INT, n, "int", DEF(1), "")
+MOD_LOOP(kw_loop, "Runs its body n times.") {
+    int64_t i;
+    for (i = 0; i < s->n; i++) {
+        mod_iter it = {0, 0.0, NULL};
+        it.i = i;
+        MOD_TRY(mod_loop_step(s->mod, &it));
+    }
+    return MOD_OK;
+}
+
+static void test_kwargs_in_loops(void) {
+    mod_block *t = leaf(&tagger_def), *loop = NULL, *sq;
+    mod_entry body[2] = {ENTRY_END, ENTRY_END};
+    mod_state *st;
+    body[0].name = "collect";
+    body[0].def = &collector_def;
+    CHECK(mod_loop_new(&loop, &kw_loop_def, body) == MOD_OK, "a loop whose body collects a group");
+    sq = seq2("tag", t, "loop", loop);
+    st = run(sq, NULL);
+    CHECK(st && inter_int(st, "n_fields") == 2 && inter_int(st, "sum_fields") == 3,
+          "the body sees the group's values made before the loop");
+    mod_state_free(st);
+    mod_block_free(sq);
+    mod_block_free(loop);
+    mod_block_free(t);
+}
+
+#define who_PARAMS(X, S) X(S, OUTPUT, STR, who, "str", NONE, "")
+MOD_BLOCK(who, "Says whose it is.") {
+    s->who = (const char *)mod_block_state_user(s->mod);
+    return MOD_OK;
+}
+
+static void test_user_pointer(void) {
+    mod_block *b = leaf(&who_def);
+    mod_state *st;
+    mod_block_set_user(b, (void *)"mine");
+    st = run(b, NULL);
+    CHECK(st && strcmp((const char *)mod_state_intermediate(st, "who")->p, "mine") == 0,
+          "a MOD_BLOCK instance carries a user pointer");
+    mod_state_free(st);
+    mod_block_free(b);
+}
+
 static void test_empty_sequence(void) {
     mod_block *sq = NULL;
     mod_sequential_desc d = {0};
@@ -937,6 +984,8 @@ int main(void) {
     test_components_and_configs();
     test_typed_loop();
     test_kwargs();
+    test_kwargs_in_loops();
+    test_user_pointer();
     test_empty_sequence();
     test_outputs_call();
     test_threads();
