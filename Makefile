@@ -7,6 +7,9 @@
 #   make valgrind   the tests under valgrind (memcheck)
 #   make bench      the benchmarks (tests/bench/*.c) with reference libraries
 #   make CC=clang test   the same with clang
+#   make fuzz       the libFuzzer harnesses (tests/fuzz/), FUZZ_SECONDS each
+#   make tsan       the threaded tests under -fsanitize=thread
+#   make alloc-fail the seeds' programs with allocation k failing, every k
 #
 # Every target installs the Debian packages it needs when they are missing.
 
@@ -49,7 +52,8 @@ define ensure_packages
 	fi
 endef
 
-.PHONY: all run test sanitize valgrind bench benches clean deps-build deps-test deps-valgrind deps-bench examples tests
+.PHONY: all run test sanitize valgrind bench benches clean deps-build deps-test deps-valgrind deps-bench examples tests \
+	fuzz fuzzers deps-fuzz tsan alloc-fail
 
 all: deps-build
 	@$(MAKE) --no-print-directory examples tests
@@ -129,6 +133,74 @@ benches: deps-bench
 
 $(BUILD)/%: tests/bench/%.c $(HEADERS) | $(BUILD)
 	$(CC) $(CFLAGS_ALL) -O3 -o $@ $< $(LDLIBS) $(BENCH_LIBS)
+
+# ---- fuzzing: libFuzzer harnesses (tests/fuzz/fuzz_*.c) built with clang,
+# each run for FUZZ_SECONDS on a corpus kept in build/fuzz/corpus/<name>,
+# after the seeds tests/fuzz/make_seeds.c writes and the inputs kept in
+# tests/fuzz/regress/<name> (past findings). A finding is written to
+# build/fuzz/artifacts/ and fails the target; replay it with
+# build/fuzz/<name> <file>.
+FUZZ_SECONDS ?= 180
+FUZZ_CC ?= clang
+FUZZ_BUILD = build/fuzz
+FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZERS = $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC))
+FUZZ_FLAGS = -std=c99 -g -O1 $(WARN) -I. -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	-fsanitize-recover=shift -fno-omit-frame-pointer
+FUZZ_UBSAN = UBSAN_OPTIONS=suppressions=tests/fuzz/ubsan.supp:halt_on_error=1:print_stacktrace=1
+DEPS_FUZZ = clang libclang-rt-14-dev libstb-dev
+
+deps-fuzz:
+	$(call ensure_packages,$(DEPS_FUZZ))
+
+fuzzers: $(FUZZERS) $(FUZZ_BUILD)/make_seeds
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/*.h $(HEADERS)
+	@mkdir -p $(FUZZ_BUILD)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LDLIBS)
+
+$(FUZZ_BUILD)/make_seeds: tests/fuzz/make_seeds.c tests/fuzz/*.h $(HEADERS)
+	@mkdir -p $(FUZZ_BUILD)
+	$(FUZZ_CC) -std=c99 -O1 -g $(WARN) -I. -o $@ $< $(LDLIBS)
+
+fuzz: deps-fuzz
+	@$(MAKE) --no-print-directory fuzzers
+	@for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p $(FUZZ_BUILD)/seeds/$$n $(FUZZ_BUILD)/corpus/$$n; done
+	@mkdir -p $(FUZZ_BUILD)/artifacts && $(FUZZ_BUILD)/make_seeds $(FUZZ_BUILD)/seeds
+	@for f in $(FUZZERS); do n=$$(basename $$f); \
+	  dict=""; [ -f tests/fuzz/$$n.dict ] && dict="-dict=tests/fuzz/$$n.dict"; \
+	  regress=""; [ -d tests/fuzz/regress/$$n ] && regress="tests/fuzz/regress/$$n"; \
+	  echo "== $$n: $(FUZZ_SECONDS) s"; \
+	  $(FUZZ_UBSAN) $$f -max_total_time=$(FUZZ_SECONDS) -timeout=30 -rss_limit_mb=2560 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$n- $$dict $(FUZZ_BUILD)/corpus/$$n $(FUZZ_BUILD)/seeds/$$n $$regress \
+	    > $(FUZZ_BUILD)/$$n.log 2>&1; rc=$$?; \
+	  grep -E '^#[0-9]+.*cov:' $(FUZZ_BUILD)/$$n.log | tail -n 1 | sed 's/ exec\/s.*//'; \
+	  if [ $$rc -ne 0 ]; then grep -v '^#\|^INFO\|^"' $(FUZZ_BUILD)/$$n.log | tail -40; \
+	    echo "$$n: finding in $(FUZZ_BUILD)/artifacts/ (log: $(FUZZ_BUILD)/$$n.log)"; exit 1; fi; \
+	done
+
+# ---- ThreadSanitizer: every test that starts threads (pthread_create or
+# mt_set_num_threads), built with -fsanitize=thread
+TSAN_TESTS = $(patsubst tests/%.c,build/tsan/%,$(shell grep -l 'pthread_create\|mt_set_num_threads' tests/test_*.c))
+tsan: deps-test
+	@$(MAKE) --no-print-directory $(TSAN_TESTS) BUILD=build/tsan OPT="-O1 -g -fsanitize=thread -fno-omit-frame-pointer"
+	@TEST_QUIET=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"; export TEST_QUIET TSAN_OPTIONS; \
+	  $(MAKE) --no-print-directory run-tests BUILD=build/tsan TESTS="$(TSAN_TESTS)"
+
+# ---- allocation failure over whole programs (tests/alloc_fail/sweep_*.c):
+# the seeds' examples with allocation k failing for every k, under
+# AddressSanitizer and LeakSanitizer (tests/test_alloc_fail.c, in make
+# test, does the same for a composite pipeline call by call)
+AF_BUILD = build/alloc-fail
+AF_BINS = $(patsubst tests/alloc_fail/%.c,$(AF_BUILD)/%,$(wildcard tests/alloc_fail/sweep_*.c))
+alloc-fail: deps-test
+	@$(MAKE) --no-print-directory $(AF_BINS)
+	@TEST_QUIET=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1; \
+	  export TEST_QUIET ASAN_OPTIONS UBSAN_OPTIONS; $(MAKE) --no-print-directory run-tests TESTS="$(AF_BINS)"
+
+$(AF_BUILD)/%: tests/alloc_fail/%.c $(HEADERS) $(EXAMPLE_SRC)
+	@mkdir -p $(AF_BUILD)
+	$(CC) -std=c99 -O1 -g $(SAN_FLAGS) $(WARN) -I. -o $@ $< $(LDLIBS)
 
 clean:
 	rm -rf build out

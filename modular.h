@@ -1881,7 +1881,6 @@ static mod_status mod__check_editable(const mod_block *b) {
 MODDEF mod_status mod_block_insert(mod_block *parent, int index, const char *name, mod_block *child) {
     mod_status s = mod__check_editable(parent);
     int old;
-    mod_block *removed = NULL;
     if (s != MOD_OK) return s;
     if (!name || !*name || !child) return mod__fail(MOD_ERR_ARGUMENT, "mod_block_insert: a name and a block are required");
     if (mod__contains(child, parent))
@@ -1890,13 +1889,21 @@ MODDEF mod_status mod_block_insert(mod_block *parent, int index, const char *nam
     if (index < 0 || index > parent->n - (old >= 0))
         return mod__fail(MOD_ERR_INDEX, "mod_block_insert: index %d out of range [0, %d] for %s", index,
                          parent->n - (old >= 0), parent->class_name);
-    if (old >= 0) mod__child_remove(parent, old, &removed); /* InsertableDict.insert replaces the key */
-    s = mod__child_insert(parent, index, name, child, NULL);
-    if (s != MOD_OK && removed) {
-        mod__child_insert(parent, old, name, removed, NULL); /* best effort restore */
+    if (old >= 0) { /* InsertableDict.insert replaces the key: move it, allocating nothing */
+        char *nm = parent->names[old], *tg = parent->triggers[old];
+        mod_block *prev = parent->children[old];
+        int from = old < index ? old + 1 : index, to = old < index ? old : index + 1;
+        size_t count = (size_t)(old < index ? index - old : old - index);
+        memmove(parent->names + to, parent->names + from, count * sizeof(char *));
+        memmove(parent->children + to, parent->children + from, count * sizeof(mod_block *));
+        memmove(parent->triggers + to, parent->triggers + from, count * sizeof(char *));
+        parent->names[index] = nm;
+        parent->triggers[index] = tg;
+        parent->children[index] = mod_block_retain(child);
+        mod_block_free(prev);
+        return MOD_OK;
     }
-    mod_block_free(removed);
-    return s;
+    return mod__child_insert(parent, index, name, child, NULL);
 }
 
 MODDEF mod_status mod_block_pop(mod_block *root, const char *path, mod_block **out) {

@@ -8896,7 +8896,16 @@ MTDEF mt_status mt_safetensors_save(const char *path, int n, const char *const *
 #define STBI_NO_LINEAR
 /* stb_image 2.27 declares this name but defines stbi__unpremultiply_on_load_thread */
 #define stbi_set_unpremultiply_on_load_thread stbi__unpremultiply_on_load_thread
-#define STBI_MALLOC(sz) MT_MALLOC(sz)
+/* stb_image 2.27 decodes into buffers it never clears: a JPEG whose scans
+   do not cover the frame (no scan at all, a component no scan names, a
+   restart interval cut short) left heap bytes in the pixels. Its
+   allocations are zeroed, so such parts decode as zeros. */
+static void *mt__stbi_malloc(size_t n) {
+    void *p = MT_MALLOC(n);
+    if (p) memset(p, 0, n);
+    return p;
+}
+#define STBI_MALLOC(sz) mt__stbi_malloc(sz)
 #define STBI_REALLOC(p, sz) MT_REALLOC(p, sz)
 #define STBI_FREE(p) MT_FREE(p)
 #define STBIW_MALLOC(sz) MT_MALLOC(sz)
@@ -8933,16 +8942,36 @@ static const char *mt__stbi_reason(void) {
     return r ? r : "unknown error";
 }
 
+/* A failed stbi_info (loading = 0) or stbi_load (1): out of memory or a bad
+   file. stb_image says "outofmem", except when the allocation of its JPEG
+   decoder fails while stbi_load tells the format (a file that starts with
+   a JPEG SOI marker is a JPEG to it unless that allocation fails): it then
+   tries the other formats and says "unknown image type". stbi_info fails
+   the same way on a damaged JPEG header, so there it stays a bad file. */
+static mt_status mt__stbi_fail(const char *func, const char *label, const unsigned char *p, size_t n, int loading,
+                               const char *what) {
+    const char *r = mt__stbi_reason();
+    size_t i = 0;
+    while (i < n && p[i] == 0xFF) i++;
+    if (strcmp(r, "outofmem") == 0 ||
+        (loading && strcmp(r, "unknown image type") == 0 && i > 0 && i < n && p[i] == 0xD8))
+        return mt__fail(MT_ERR_MEMORY, func, "cannot decode %s: out of memory", label);
+    return mt__fail(MT_ERR_FORMAT, func, "cannot decode %s: %s (stb_image: %s)", label, what, r);
+}
+
 /* Debian's stb_image (2.27) trusts a JPEG's Huffman tables; upstream 2.28
    fixed it. A table of more than 256 codes overflows the decoder's arrays,
    and a scan may use a table never defined (uninitialized memory, then an
-   out-of-bounds read or a failed STBI_ASSERT). This walk follows the marker
+   out-of-bounds read or a failed STBI_ASSERT). A frame component may also
+   name a quantization table no DQT defined (stb_image 2.27 then multiplies
+   by uninitialized heap memory). This walk follows the marker
    parsing of stb_image (stray bytes skipped, segments by length, entropy-coded
    data up to the next marker that is not a restart) and refuses such files
    before stb_image sees them. NULL = nothing found. */
 static const char *mt__jpeg_precheck(const unsigned char *p, size_t n) {
     size_t i = 1;
     unsigned defined = 0; /* bit tc * 4 + th */
+    unsigned quant = 0, frame_quant = 0; /* DQT tables defined; tables the frame's components use */
     int progressive = 0;
     if (n < 2 || p[0] != 0xFF) return NULL;
     while (i < n && p[i] == 0xFF) i++; /* stb reads SOI after fill bytes */
@@ -8973,9 +9002,21 @@ static const char *mt__jpeg_precheck(const unsigned char *p, size_t n) {
                 k += 17 + codes;
                 left -= 17 + (long)codes;
             }
+        } else if (m == 0xDB) { /* DQT: tables until the length is used up, as stb reads it */
+            long left = (long)len - 2;
+            size_t k = i + 2;
+            while (left > 0 && k < n) {
+                if ((p[k] & 15) <= 3) quant |= 1u << (p[k] & 15);
+                left -= (p[k] >> 4) ? 129 : 65;
+                k += (p[k] >> 4) ? 129 : 65;
+            }
         } else if (m == 0xC0 || m == 0xC1 || m == 0xC2) {
+            size_t k = i + 7, nf = i + 7 < n ? p[i + 7] : 0, c;
             progressive = m == 0xC2;
+            for (c = 0; c < nf && k + 3 + 3 * c < n; c++)
+                if (p[k + 3 + 3 * c] <= 3) frame_quant |= 1u << p[k + 3 + 3 * c];
         } else if (m == 0xDA) { /* SOS: every table the scan decodes with must exist */
+            if (frame_quant & ~quant) return "a JPEG frame uses an undefined quantization table";
             size_t k = i + 2, ns = k < n ? p[k] : 0, c;
             unsigned ss = k + 1 + 2 * ns < n ? p[k + 1 + 2 * ns] : 0;
             unsigned ah = k + 3 + 2 * ns < n ? p[k + 3 + 2 * ns] >> 4 : 0;
@@ -9108,9 +9149,85 @@ MTDEF mt_status mt_image_save_png(const char *path, const mt_tensor *images, int
     return MT_OK;
 }
 
+/* stb_image (Debian's 2.27) reads the palette entry of every index
+   byte from a 256-entry stack array without checking the index against the
+   PLTE length: a PNG whose pixels use indices past its palette would decode
+   to bytes of the stack. Such a file is decoded from a copy whose first
+   PLTE is padded to 256 black entries (those pixels come out black,
+   opaque). Returns 1 with the copy, 0 when none is needed (including files
+   stb_image refuses anyway), -1 when out of memory. */
+static uint32_t mt__png_crc(const unsigned char *p, size_t n) {
+    uint32_t c = 0xffffffffu;
+    size_t i;
+    int k;
+    for (i = 0; i < n; i++) {
+        c ^= p[i];
+        for (k = 0; k < 8; k++) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
+    }
+    return c ^ 0xffffffffu;
+}
+
+static int mt__png_pad_palette(const unsigned char *p, size_t n, unsigned char **copy, size_t *copy_n) {
+    size_t i = 8, at = 0;
+    uint32_t plte = 0;
+    if (n < 8 || memcmp(p, "\x89PNG\r\n\x1a\n", 8) != 0) return 0;
+    while (n - i >= 12) {
+        uint32_t len = ((uint32_t)p[i] << 24) | ((uint32_t)p[i + 1] << 16) | ((uint32_t)p[i + 2] << 8) | p[i + 3];
+        if (len > n - i - 12) return 0;
+        if (!at && memcmp(p + i + 4, "PLTE", 4) == 0) {
+            if (len >= 768 || len % 3 != 0) return 0;
+            at = i;
+            plte = len;
+        } else if (at && memcmp(p + i + 4, "tRNS", 4) == 0 && len > plte / 3) {
+            return 0; /* stb_image refuses it ("bad tRNS len") */
+        } else if (memcmp(p + i + 4, "IEND", 4) == 0) {
+            break;
+        }
+        i += 12 + (size_t)len;
+    }
+    if (!at) return 0;
+    {
+        size_t tail = at + 12 + plte, m = n + (768 - plte);
+        unsigned char *q = (unsigned char *)MT_MALLOC(m), *c;
+        uint32_t crc;
+        if (!q) return -1;
+        memcpy(q, p, at + 8 + plte);
+        c = q + at;
+        c[0] = 0;
+        c[1] = 0;
+        c[2] = 0x03;
+        c[3] = 0x00; /* 768 */
+        memset(c + 8 + plte, 0, 768 - plte);
+        crc = mt__png_crc(c + 4, 4 + 768);
+        c[776] = (unsigned char)(crc >> 24);
+        c[777] = (unsigned char)(crc >> 16);
+        c[778] = (unsigned char)(crc >> 8);
+        c[779] = (unsigned char)crc;
+        memcpy(c + 780, p + tail, n - tail);
+        *copy = q;
+        *copy_n = m;
+        return 1;
+    }
+}
+
+static mt_status mt__image_decode_bytes(const char *func, const char *label, mt_tensor *out, const unsigned char *buf,
+                                        size_t size, int channels, mt_image_range range);
+
 static mt_status mt__image_decode(const char *func, const char *label, mt_tensor *out, const unsigned char *buf,
                                   size_t size, int channels, mt_image_range range) {
-    int w, h, comp, c;
+    unsigned char *copy = NULL;
+    size_t copy_n = 0;
+    mt_status s;
+    int pad = mt__png_pad_palette(buf, size, &copy, &copy_n);
+    if (pad < 0) return mt__fail(MT_ERR_MEMORY, func, "cannot decode %s: out of memory", label);
+    s = mt__image_decode_bytes(func, label, out, pad ? copy : buf, pad ? copy_n : size, channels, range);
+    MT_FREE(copy);
+    return s;
+}
+
+static mt_status mt__image_decode_bytes(const char *func, const char *label, mt_tensor *out, const unsigned char *buf,
+                                        size_t size, int channels, mt_image_range range) {
+    int w, h, comp, c, own = 0;
     int64_t shape[4], y, x, k;
     unsigned char *pix;
     mt_tensor t;
@@ -9122,15 +9239,27 @@ static mt_status mt__image_decode(const char *func, const char *label, mt_tensor
     if (!bad) bad = mt__png_precheck(buf, size);
     if (bad) return mt__fail(MT_ERR_FORMAT, func, "cannot decode %s: %s", label, bad);
     if (!stbi_info_from_memory(buf, (int)size, &w, &h, &comp))
-        return mt__fail(MT_ERR_FORMAT, func, "cannot decode %s: not a PNG or JPEG image, or a damaged one (stb_image: %s)",
-                        label, mt__stbi_reason());
+        return mt__stbi_fail(func, label, buf, size, 0, "not a PNG or JPEG image, or a damaged one");
     if ((int64_t)w * h > MT_IMAGE_MAX_PIXELS)
         return mt__fail(MT_ERR_UNSUPPORTED, func, "%s is %d x %d pixels, over the limit of %lld (MT_IMAGE_MAX_PIXELS)",
                         label, w, h, (long long)MT_IMAGE_MAX_PIXELS);
     c = channels ? channels : comp;
-    pix = stbi_load_from_memory(buf, (int)size, &w, &h, &comp, c);
-    if (!pix) return mt__fail(MT_ERR_FORMAT, func, "cannot decode %s: damaged or unsupported image (stb_image: %s)", label,
-                              mt__stbi_reason());
+    if (stbi_is_16_bit_from_memory(buf, (int)size)) {
+        /* stb_image's own 16-to-8-bit step leaks the image when it runs out
+           of memory: load 16 bits and keep the high byte here, as it does */
+        stbi_us *p16 = stbi_load_16_from_memory(buf, (int)size, &w, &h, &comp, c);
+        size_t i, n = (size_t)w * (size_t)h * (size_t)c;
+        if (!p16) return mt__stbi_fail(func, label, buf, size, 1, "damaged or unsupported image");
+        pix = (unsigned char *)MT_MALLOC(n ? n : 1);
+        if (pix)
+            for (i = 0; i < n; i++) pix[i] = (unsigned char)(p16[i] >> 8);
+        stbi_image_free(p16);
+        if (!pix) return mt__fail(MT_ERR_MEMORY, func, "cannot decode %s: out of memory", label);
+        own = 1;
+    } else {
+        pix = stbi_load_from_memory(buf, (int)size, &w, &h, &comp, c);
+    }
+    if (!pix) return mt__stbi_fail(func, label, buf, size, 1, "damaged or unsupported image");
     shape[0] = 1;
     shape[1] = c;
     shape[2] = h;
@@ -9138,7 +9267,8 @@ static mt_status mt__image_decode(const char *func, const char *label, mt_tensor
     memset(&t, 0, sizeof t);
     s = mt__prepare_out(func, &t, MT_F32, 4, shape);
     if (s != MT_OK) {
-        stbi_image_free(pix);
+        if (own) MT_FREE(pix);
+        else stbi_image_free(pix);
         return s;
     }
     dst = (float *)t.data;
@@ -9152,7 +9282,8 @@ static mt_status mt__image_decode(const char *func, const char *label, mt_tensor
                 }
                 dst[(k * h + y) * w + x] = v;
             }
-    stbi_image_free(pix);
+    if (own) MT_FREE(pix);
+    else stbi_image_free(pix);
     if (!out->data) {
         mt_move(out, &t);
         return MT_OK;

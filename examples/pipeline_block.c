@@ -42,8 +42,10 @@ static mod_status user_block_fn(mod_block_state *bs) {
 
     /* Simulate processing the image */
     mt_generator_seed(&g, 0);
-    MOD_TRY_MT(bs, mt_randn(&image, &g, MT_SHAPE(1, 3, 512, 512)));
-    MOD_TRY_MT(bs, mt_randn(&latents, &g, MT_SHAPE(1, 4, 64, 64)));
+    if (mt_randn(&image, &g, MT_SHAPE(1, 3, 512, 512)) != MT_OK || mt_randn(&latents, &g, MT_SHAPE(1, 4, 64, 64)) != MT_OK) {
+        mt_release(&image); /* made when the second one fails */
+        return mod_fail(bs, MOD_ERR_TENSOR, "%s", mt_last_error());
+    }
     batch_size = mod_block_state_get(bs, "batch_size")->i * 2;
     if (mod_list_new(&processed, batch_size) != MOD_OK) s = MOD_ERR_MEMORY;
     for (i = 0; i < batch_size && s == MOD_OK; i++) s = mod_list_set(&processed, i, mod_tensor(&image));

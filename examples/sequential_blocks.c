@@ -30,8 +30,10 @@ static mod_status image_encoder_block_fn(mod_block_state *bs) {
     mt_tensor image = {0}, latents = {0};
     mod_status s;
     mt_generator_seed(&g, 0);
-    MOD_TRY_MT(bs, mt_randn(&image, &g, MT_SHAPE(1, 3, 512, 512)));
-    MOD_TRY_MT(bs, mt_randn(&latents, &g, MT_SHAPE(1, 4, 64, 64)));
+    if (mt_randn(&image, &g, MT_SHAPE(1, 3, 512, 512)) != MT_OK || mt_randn(&latents, &g, MT_SHAPE(1, 4, 64, 64)) != MT_OK) {
+        mt_release(&image); /* made when the second one fails */
+        return mod_fail(bs, MOD_ERR_TENSOR, "%s", mt_last_error());
+    }
     s = mod_block_state_set(bs, "image", mod_tensor(&image));
     if (s == MOD_OK)
         s = mod_block_state_set(bs, "batch_size", mod_int(mod_block_state_get(bs, "batch_size")->i * 2));

@@ -86,9 +86,10 @@ static inline long af_live_now(void) { return __atomic_load_n(&af_live, __ATOMIC
    standard output captured and standard error discarded. Each run must free
    everything it allocated; a run in which a failure was injected must show
    it (a non-zero return or an output other than the clean run's); and the
-   clean run after each one must give the clean output again. Under valgrind
-   (MT_VALGRIND set) every 7th k is tried. AF_VERBOSE=1 lists each k that
-   leaks or fails silently. */
+   clean run after each one must give the clean output again. AF_STRIDE=n in
+   the environment tries every n-th k only (every 7th under valgrind, when
+   MT_VALGRIND is set). AF_VERBOSE=1 lists each k that leaks or fails
+   silently. */
 #if defined(MODULAR_TEST_H) && defined(_POSIX_C_SOURCE) && _POSIX_C_SOURCE >= 200112L
 #include <fcntl.h>
 #include <stdio.h>
@@ -115,8 +116,10 @@ static inline char *af_capture(int (*fn)(void), int *rc) {
     return out;
 }
 
+/* Every k, or every AF_STRIDE-th (environment), or every 7th under valgrind. */
 static inline long af_stride(void) {
-    const char *v = getenv("MT_VALGRIND");
+    const char *v = getenv("MT_VALGRIND"), *s = getenv("AF_STRIDE");
+    if (s && atol(s) > 1) return atol(s);
     return v && *v && *v != '0' ? 7 : 1;
 }
 
@@ -165,7 +168,9 @@ static inline long af_sweep(const char *name, int (*fn)(void)) {
               mode ? " (from k on)" : "", first_broken);
         leaks = silent = broken = 0;
     }
-    printf("%s: %ld allocations, %ld failing runs%s\n", name, n, tried, stride > 1 ? " (every 7th k)" : "");
+    printf("%s: %ld allocations, %ld failing runs", name, n, tried);
+    if (stride > 1) printf(" (every %ldth k)", stride);
+    printf("\n");
     free(ref);
     return n;
 }

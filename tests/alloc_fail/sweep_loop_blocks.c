@@ -1,0 +1,13 @@
+/* Allocation failure at every k over the program of examples/loop_blocks.c:
+   see tests/alloc_fail.h (make alloc-fail). */
+#define _POSIX_C_SOURCE 200809L
+#include "tests/test.h"
+#include "tests/alloc_fail.h"
+#define main loop_blocks_main
+#include "examples/loop_blocks.c"
+#undef main
+
+int main(void) {
+    af_sweep("loop_blocks", loop_blocks_main);
+    return test_finish();
+}
