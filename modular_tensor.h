@@ -8908,9 +8908,176 @@ static void *mt__stbi_malloc(size_t n) {
 #define STBI_MALLOC(sz) mt__stbi_malloc(sz)
 #define STBI_REALLOC(p, sz) MT_REALLOC(p, sz)
 #define STBI_FREE(p) MT_FREE(p)
+/* stb_image_write 1.16 compresses PNG data with a zlib encoder that asserts
+   (and, without assertions, writes through NULL) when an allocation fails,
+   and stbi_write_png_to_mem leaks the compressed data when its own last
+   allocation fails. PNG data is compressed here instead: LZ77 with hash
+   chains into one fixed-Huffman DEFLATE block (RFC 1950/1951), or stored
+   blocks when that is smaller, with every allocation checked; the result is
+   remembered until stb frees it, so mt_image_save_png frees it if stb
+   loses it. */
+static MT__THREAD_LOCAL unsigned char *mt__zlib_result;
+
+typedef struct mt__bitsink {
+    unsigned char *p;
+    size_t n;
+    uint32_t acc;
+    int cnt;
+} mt__bitsink;
+
+/* Appends the n low bits of v, least significant first (n <= 16). */
+static void mt__bits_put(mt__bitsink *b, uint32_t v, int n) {
+    b->acc |= v << b->cnt;
+    b->cnt += n;
+    while (b->cnt >= 8) {
+        b->p[b->n++] = (unsigned char)b->acc;
+        b->acc >>= 8;
+        b->cnt -= 8;
+    }
+}
+
+/* A Huffman code is sent most significant bit first. */
+static void mt__bits_code(mt__bitsink *b, uint32_t code, int n) {
+    uint32_t r = 0;
+    int i;
+    for (i = 0; i < n; i++) r |= ((code >> i) & 1u) << (n - 1 - i);
+    mt__bits_put(b, r, n);
+}
+
+/* Literal/length symbol in the fixed code (RFC 1951, 3.2.6). */
+static void mt__deflate_symbol(mt__bitsink *b, int sym) {
+    if (sym < 144) mt__bits_code(b, 0x30u + (uint32_t)sym, 8);
+    else if (sym < 256) mt__bits_code(b, 0x190u + (uint32_t)(sym - 144), 9);
+    else if (sym < 280) mt__bits_code(b, (uint32_t)(sym - 256), 7);
+    else mt__bits_code(b, 0xc0u + (uint32_t)(sym - 280), 8);
+}
+
+static void mt__deflate_match(mt__bitsink *b, int len, int dist) {
+    static const unsigned short lbase[29] = {3,  4,  5,  6,  7,  8,  9,  10, 11,  13,  15,  17,  19,  23, 27,
+                                             31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
+    static const unsigned char lextra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
+                                             2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+    static const unsigned short dbase[30] = {1,   2,   3,   4,   5,   7,    9,    13,   17,   25,   33,    49,    65,    97,    129,
+                                             193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577};
+    int c = 28, d = 29;
+    while (lbase[c] > len) c--;
+    while (dbase[d] > dist) d--;
+    mt__deflate_symbol(b, 257 + c);
+    if (lextra[c]) mt__bits_put(b, (uint32_t)(len - lbase[c]), lextra[c]);
+    mt__bits_code(b, (uint32_t)d, 5);
+    if (d >= 4) mt__bits_put(b, (uint32_t)(dist - dbase[d]), (d - 2) / 2);
+}
+
+#define MT__ZWINDOW 32768
+#define MT__ZHASH_BITS 13
+#define MT__ZCHAIN 64
+
+static uint32_t mt__zhash(const unsigned char *p) {
+    return (((uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2]) * 2654435761u) >> (32 - MT__ZHASH_BITS);
+}
+
+static void mt__zinsert(int32_t *head, int32_t *prev, const unsigned char *data, int i) {
+    uint32_t h = mt__zhash(data + i);
+    prev[i & (MT__ZWINDOW - 1)] = head[h];
+    head[h] = i;
+}
+
+/* The zlib stream of data[0, len), in a buffer of MT_MALLOC; NULL when out
+   of memory (nothing is left allocated). */
+static unsigned char *mt__zlib_compress(unsigned char *data, int len, int *out_len, int quality) {
+    size_t nblocks = (size_t)len / 65535 + 1, stored = 2 + (size_t)len + 5 * nblocks + 4;
+    size_t fixed = 2 + ((size_t)len * 9 + 10) / 8 + 1 + 4, cap = stored > fixed ? stored : fixed;
+    uint32_t s1 = 1, s2 = 0;
+    int32_t *head, *prev;
+    mt__bitsink b;
+    int i, j;
+    (void)quality;
+    b.p = (unsigned char *)MT_MALLOC(cap);
+    head = (int32_t *)MT_MALLOC(sizeof(int32_t) * ((1u << MT__ZHASH_BITS) + MT__ZWINDOW));
+    if (!b.p || !head) {
+        MT_FREE(b.p);
+        MT_FREE(head);
+        return NULL;
+    }
+    prev = head + (1u << MT__ZHASH_BITS);
+    for (i = 0; i < (1 << MT__ZHASH_BITS); i++) head[i] = -1;
+    b.n = 0;
+    b.acc = 0;
+    b.cnt = 0;
+    b.p[b.n++] = 0x78; /* deflate, 32 KiB window */
+    b.p[b.n++] = 0x01; /* fastest level; 0x7801 is a multiple of 31 */
+    mt__bits_put(&b, 1, 1); /* the final block */
+    mt__bits_put(&b, 1, 2); /* fixed Huffman codes */
+    i = 0;
+    while (i < len) {
+        int best = 0, dist = 0;
+        if (len - i >= 3) {
+            int cand = head[mt__zhash(data + i)], chain = MT__ZCHAIN, max = len - i < 258 ? len - i : 258;
+            while (cand >= 0 && i - cand <= MT__ZWINDOW && chain-- > 0) {
+                int l = 0;
+                while (l < max && data[cand + l] == data[i + l]) l++;
+                if (l > best) {
+                    best = l;
+                    dist = i - cand;
+                    if (l == max) break;
+                }
+                cand = prev[cand & (MT__ZWINDOW - 1)];
+            }
+            mt__zinsert(head, prev, data, i);
+        }
+        if (best >= 3) {
+            mt__deflate_match(&b, best, dist);
+            for (j = 1; j < best && len - (i + j) >= 3; j++) mt__zinsert(head, prev, data, i + j);
+            i += best;
+        } else {
+            mt__deflate_symbol(&b, data[i]);
+            i++;
+        }
+    }
+    mt__deflate_symbol(&b, 256);
+    if (b.cnt) mt__bits_put(&b, 0, 8 - b.cnt);
+    MT_FREE(head);
+    if (b.n + 4 > stored) { /* stored blocks are smaller */
+        b.n = 2;
+        for (i = 0; i == 0 || i < len; i += j) {
+            j = len - i < 65535 ? len - i : 65535;
+            b.p[b.n++] = (unsigned char)(i + j == len);
+            b.p[b.n++] = (unsigned char)j;
+            b.p[b.n++] = (unsigned char)(j >> 8);
+            b.p[b.n++] = (unsigned char)~(unsigned)j;
+            b.p[b.n++] = (unsigned char)(~(unsigned)j >> 8);
+            memcpy(b.p + b.n, data + i, (size_t)j);
+            b.n += (size_t)j;
+            if (j == 0) break;
+        }
+    }
+    for (i = 0; i < len; i++) { /* Adler-32 */
+        s1 += data[i];
+        s2 += s1;
+        if ((i & 4095) == 4095) {
+            s1 %= 65521;
+            s2 %= 65521;
+        }
+    }
+    s1 %= 65521;
+    s2 %= 65521;
+    b.p[b.n++] = (unsigned char)(s2 >> 8);
+    b.p[b.n++] = (unsigned char)s2;
+    b.p[b.n++] = (unsigned char)(s1 >> 8);
+    b.p[b.n++] = (unsigned char)s1;
+    *out_len = (int)b.n;
+    mt__zlib_result = b.p;
+    return b.p;
+}
+
+static void mt__stbiw_free(void *p) {
+    if (p && p == (void *)mt__zlib_result) mt__zlib_result = NULL;
+    MT_FREE(p);
+}
+#define STBIW_ZLIB_COMPRESS mt__zlib_compress
 #define STBIW_MALLOC(sz) MT_MALLOC(sz)
 #define STBIW_REALLOC(p, sz) MT_REALLOC(p, sz)
-#define STBIW_FREE(p) MT_FREE(p)
+#define STBIW_FREE(p) mt__stbiw_free(p)
 #endif
 #if defined(__GNUC__)
 #pragma GCC diagnostic push
@@ -9140,6 +9307,10 @@ MTDEF mt_status mt_image_save_png(const char *path, const mt_tensor *images, int
     sink.err = 0;
     ok = stbi_write_png_to_func(mt__png_write, &sink, (int)w, (int)h, (int)c, pix, (int)(w * c));
     MT_FREE(pix);
+#ifndef MT_NO_STB_IMPLEMENTATION
+    MT_FREE(mt__zlib_result); /* compressed data stb lost on a failed allocation */
+    mt__zlib_result = NULL;
+#endif
     if (fclose(sink.f) != 0 && !sink.err) sink.err = errno ? errno : EIO;
     if (!ok || sink.err) {
         remove(path);

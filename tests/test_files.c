@@ -1059,6 +1059,101 @@ static void test_image_errors(void) {
     CHECK(t.data == NULL, "failed loads leave the output empty");
 }
 
+/* ---- the PNG writer's DEFLATE stream -------------------------------------
+
+   PNG data is compressed by the header's own encoder (stb_image_write's
+   fails unsafely when an allocation fails). Each image below is saved,
+   read back exactly through stb_image, and its IDAT stream is checked
+   against RFC 1950 by hand: header check bits, and the Adler-32 of the
+   inflated data computed here. */
+
+static uint32_t adler32(const unsigned char *p, size_t n) {
+    uint32_t a = 1, b = 0;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        a = (a + p[i]) % 65521u;
+        b = (b + a) % 65521u;
+    }
+    return b << 16 | a;
+}
+
+static uint32_t be32(const unsigned char *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+
+/* Saves a [1, C, H, W] image of bytes px, reads it back, checks the zlib
+   stream; returns the file's size (0 on failure). */
+static long png_check(const char *what, const unsigned char *px, int64_t C, int64_t H, int64_t W) {
+    mt_tensor img = {0}, back = {0};
+    const char *path = tmp_path("deflate.png");
+    unsigned char *file = NULL, *raw = NULL;
+    long size = 0, pos;
+    int64_t i, n = C * H * W;
+    int ok = 1, rawlen = 0;
+    FILE *f;
+    mt_empty(&img, MT_F32, MT_SHAPE(1, C, H, W));
+    for (i = 0; i < n; i++) mt_f32(&img)[i] = (float)px[i] / 255.0f;
+    CHECKE(mt_image_save_png(path, &img, 0, MT_RANGE_UNIT) == MT_OK, "%s: saved", what);
+    CHECK(mt_image_load(&back, path, (int)C, MT_RANGE_UNIT) == MT_OK && back.data &&
+              memcmp(back.data, img.data, (size_t)n * 4) == 0,
+          "%s: reads back exactly", what);
+    f = fopen(path, "rb");
+    if (f && fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0) {
+        file = (unsigned char *)malloc((size_t)size);
+        if (!file || fread(file, 1, (size_t)size, f) != (size_t)size) size = 0;
+    }
+    if (f) fclose(f);
+    for (pos = 8; size && pos + 12 <= size; pos += 12 + (long)be32(file + pos)) { /* the one IDAT chunk */
+        uint32_t len = be32(file + pos), want;
+        const unsigned char *z = file + pos + 8;
+        if (memcmp(file + pos + 4, "IDAT", 4) != 0) continue;
+        CHECK(len >= 6 && (z[0] * 256 + z[1]) % 31 == 0 && (z[0] & 15) == 8, "%s: a zlib header (deflate, check bits)", what);
+        raw = (unsigned char *)stbi_zlib_decode_malloc((const char *)z, (int)len, &rawlen);
+        want = be32(z + len - 4);
+        ok = raw && rawlen == (int)(H * (W * C + 1)) && adler32(raw, (size_t)rawlen) == want;
+        CHECK(ok, "%s: inflates to H * (W * C + 1) = %lld bytes with the Adler-32 of its trailer", what,
+              (long long)(H * (W * C + 1)));
+    }
+    CHECK(raw != NULL, "%s: the IDAT stream inflates", what);
+    free(raw);
+    free(file);
+    mt_release(&img);
+    mt_release(&back);
+    return size;
+}
+
+static void test_png_deflate(void) {
+    const int64_t H = 160, W = 160;
+    unsigned char *px = (unsigned char *)malloc((size_t)(3 * H * W));
+    uint32_t state = 12345;
+    int64_t c, y, x;
+    long size;
+    if (!px) return;
+    /* a disc on a flat background: long matches, distances up to a row */
+    for (c = 0; c < 3; c++)
+        for (y = 0; y < H; y++)
+            for (x = 0; x < W; x++)
+                px[(c * H + y) * W + x] = (unsigned char)((x - 80) * (x - 80) + (y - 70) * (y - 70) < 900 ? 40 * c + 20 : 250 - c);
+    size = png_check("a disc", px, 3, H, W);
+    CHECK(size > 0 && size < 3 * H * W / 20, "a disc compresses at least 20x (%ld bytes)", size);
+    /* noise: stored blocks (more than 65535 bytes: two of them) */
+    for (x = 0; x < 3 * H * W; x++) {
+        state = state * 1664525u + 1013904223u;
+        px[x] = (unsigned char)(state >> 24);
+    }
+    size = png_check("noise", px, 3, H, W);
+    CHECK(size > 0 && size < 3 * H * W + H + 200, "noise is stored, not expanded (%ld bytes)", size);
+    /* noise rows repeated 9 rows apart: matches 4 KiB back, all lengths */
+    for (y = 9; y < H; y++)
+        for (c = 0; c < 3; c++) memcpy(px + (c * H + y) * W, px + (c * H + y - 9) * W, (size_t)W);
+    size = png_check("repeated noise", px, 3, H, W);
+    CHECK(size > 0 && size < 3 * H * W / 4, "repeated noise compresses at least 4x (%ld bytes)", size);
+    /* gray, 1 x 1 and 1 x 300: the shortest streams */
+    size = png_check("one pixel", px, 1, 1, 1);
+    CHECK(size > 0, "one pixel");
+    size = png_check("a gray line", px, 1, 1, 300);
+    CHECK(size > 0, "a gray line");
+    free(px);
+}
+
 int main(void) {
     const char *base = getenv("TMPDIR");
     snprintf(tmpdir, sizeof tmpdir, "%s/mt_files_XXXXXX", base && *base ? base : "/tmp");
@@ -1080,6 +1175,7 @@ int main(void) {
     test_image_rounding();
     test_image_jpeg();
     test_image_errors();
+    test_png_deflate();
     remove_tmpdir();
     return test_finish();
 }
