@@ -9,7 +9,7 @@
 #   make CC=clang test   the same with clang
 #   make fuzz       the libFuzzer harnesses (tests/fuzz/), FUZZ_SECONDS each
 #   make tsan       the threaded tests under -fsanitize=thread
-#   make alloc-fail the seeds' programs with allocation k failing, every k
+#   make alloc-fail whole programs with allocation k failing, for every k
 #
 # Every target installs the Debian packages it needs when they are missing.
 

@@ -4,12 +4,18 @@
    generator (mt_randn), a denoising loop whose steps draw more noise from
    the same generator (kept in the state as an owned value) and use the
    element-wise, reduction, softmax and norm kernels, and a decoder that
-   resamples and reduces. make tsan runs this test under ThreadSanitizer. */
+   resamples and reduces. Then the diffusion pipeline of the examples
+   (text-to-image on the embedded shapes model), eight prompts and seeds at
+   once. make tsan runs this test under ThreadSanitizer. */
 #define _POSIX_C_SOURCE 200809L /* pthread barriers */
 #define MODULAR_TENSOR_IMPLEMENTATION
 #include "modular_tensor.h"
 #define MODULAR_IMPLEMENTATION
 #include "modular.h"
+#include "examples/df_components.h"
+#define SHAPES_MODEL_IMPLEMENTATION
+#include "examples/shapes_model.h"
+#include "examples/df_blocks.h"
 #include "tests/test.h"
 
 #include <pthread.h>
@@ -196,6 +202,91 @@ static void run_threads(mod_pipeline *p, result (*want)[CALLS], const char *what
           NTHREADS * CALLS);
 }
 
+/* ---- the diffusion pipeline of examples/df_blocks.h ----------------------
+
+   The same with the real thing: the text-to-image pipeline on the embedded
+   shapes model, 64 x 64, 3 steps, eight prompts and seeds at once. */
+
+static const char *const diffusion_prompts[NTHREADS] = {
+    "a red circle",   "a blue square on a white background", "a small yellow star at the top", "a green triangle",
+    "a purple ring",  "a large orange circle on a black background", "a white square in the center", "a red star"};
+
+typedef struct diffusion_job {
+    mod_pipeline *p;
+    int index, ok;
+    pthread_barrier_t *go;
+    mt_tensor image;
+} diffusion_job;
+
+static int diffusion_call(mod_pipeline *p, int index, mt_tensor *image) {
+    const char *const names[] = {"images", NULL};
+    mod_value out;
+    mod_arg args[] = {{"prompt", {0}}, {"height", {0}}, {"width", {0}}, {"num_inference_steps", {0}},
+                      {"generator", {0}}, {"progress_bar", {0}}, {NULL, {0}}};
+    int ok;
+    memset(&out, 0, sizeof out);
+    args[0].value = mod_str(diffusion_prompts[index]);
+    args[1].value = mod_int(64);
+    args[2].value = mod_int(64);
+    args[3].value = mod_int(3);
+    args[4].value = mod_int(1000 + index);
+    args[5].value = mod_bool(0);
+    ok = mod_pipeline_call_outputs(p, args, names, &out) == MOD_OK && mod_value_tensor(&out) &&
+         mt_clone(image, mod_value_tensor(&out)) == MT_OK;
+    mod_value_release(&out);
+    return ok;
+}
+
+static void *diffusion_worker(void *arg) {
+    diffusion_job *j = (diffusion_job *)arg;
+    pthread_barrier_wait(j->go);
+    j->ok = diffusion_call(j->p, j->index, &j->image);
+    return NULL;
+}
+
+static int bits_equal(const mt_tensor *a, const mt_tensor *b) {
+    int d;
+    if (!a->data || !b->data || a->ndim != b->ndim) return 0;
+    for (d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d]) return 0;
+    return memcmp(a->data, b->data, (size_t)mt_numel(a) * sizeof(float)) == 0;
+}
+
+static void diffusion_threads(void) {
+    static mt_tensor alone[NTHREADS];
+    diffusion_job jobs[NTHREADS];
+    pthread_t th[NTHREADS];
+    pthread_barrier_t go;
+    mod_pipeline *p = NULL;
+    int i, ok = 1, all_ran = 1, same_all = 1;
+    CHECK(df_pipeline_new(&p) == MOD_OK, "the diffusion pipeline: %s", mod_last_error());
+    if (!p) return;
+    mt_set_num_threads(1);
+    for (i = 0; i < NTHREADS; i++) ok &= diffusion_call(p, i, &alone[i]);
+    CHECK(ok, "diffusion: single-threaded calls work: %s", mod_last_error());
+    CHECK(ok && !bits_equal(&alone[0], &alone[1]), "diffusion: two prompts and seeds give two images");
+    mt_set_num_threads(0);
+    pthread_barrier_init(&go, NULL, NTHREADS);
+    memset(jobs, 0, sizeof jobs);
+    for (i = 0; i < NTHREADS; i++) {
+        jobs[i].p = p;
+        jobs[i].index = i;
+        jobs[i].go = &go;
+        pthread_create(&th[i], NULL, diffusion_worker, &jobs[i]);
+    }
+    for (i = 0; i < NTHREADS; i++) pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&go);
+    for (i = 0; i < NTHREADS; i++) {
+        all_ran &= jobs[i].ok;
+        if (ok && jobs[i].ok && !bits_equal(&jobs[i].image, &alone[i])) same_all = 0;
+        mt_release(&jobs[i].image);
+        mt_release(&alone[i]);
+    }
+    CHECK(all_ran, "diffusion: the 8 concurrent calls work: %s", mod_last_error());
+    CHECK(ok && all_ran && same_all, "diffusion: each of 8 concurrent calls gives, bit for bit, its single-threaded image");
+    mod_pipeline_free(p);
+}
+
 int main(void) {
     mod_block *blocks = build();
     mod_pipeline *p = NULL;
@@ -223,5 +314,6 @@ int main(void) {
         for (k = 0; k < CALLS; k++) free(want[i][k].image);
     mod_pipeline_free(p);
     mod_block_free(blocks);
+    diffusion_threads();
     return test_finish();
 }
