@@ -4439,12 +4439,14 @@ static mod_status mod__run_leaf(mod__call *c, const mod__leaf *L, mod_state *sco
             s = b->def->run(bs.typed);
         else if (b->fn)
             s = b->fn(&bs);
-        if (s != MOD_OK && !c->failed)
+        if (s == MOD_ERR_MEMORY && !c->failed)
+            mod__call_fail(c, L, s, "out of memory");
+        else if (s != MOD_OK && !c->failed)
             mod__call_fail(c, L, s, "block returned %s without a message", mod_status_name(s));
         if (s == MOD_OK) s = mod__scatter(&bs);
     }
     if (!b->def || L->owns) mod__release_rows(&bs); /* scalar fields hold nothing to release */
-    if (bs.xcap) mod__extras_free(&bs);
+    if (bs.xnames || bs.xvals || bs.xseq) mod__extras_free(&bs); /* grown, even partly */
     return s;
 }
 

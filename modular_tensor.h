@@ -9204,13 +9204,20 @@ static const char *mt__jpeg_precheck(const unsigned char *p, size_t n) {
 }
 
 /* A PNG chunk longer than the rest of the file makes stb_image 2.27
-   allocate up to 2 GB before it notices; refused here. NULL = fine. */
+   allocate up to 2 GB before it notices; an empty first IDAT chunk makes it
+   offset a null pointer (undefined behaviour). Both are refused here.
+   NULL = fine. */
 static const char *mt__png_precheck(const unsigned char *p, size_t n) {
     size_t i = 8;
+    int idat = 0;
     if (n < 8 || memcmp(p, "\x89PNG\r\n\x1a\n", 8) != 0) return NULL;
     while (n - i >= 8) { /* a chunk header: length, type */
         uint32_t len = ((uint32_t)p[i] << 24) | ((uint32_t)p[i + 1] << 16) | ((uint32_t)p[i + 2] << 8) | p[i + 3];
         if (len > n - i - 8) return "a PNG chunk runs past the end of the file";
+        if (!idat && memcmp(p + i + 4, "IDAT", 4) == 0) {
+            if (len == 0) return "the first IDAT chunk is empty (not supported)";
+            idat = 1;
+        }
         if (memcmp(p + i + 4, "IEND", 4) == 0) break;
         i += 12 + (size_t)len;
         if (i > n) break;

@@ -496,6 +496,55 @@ static void test_decode_out_of_memory_status(void) {
           failures);
 }
 
+/* Found by fuzz_image: an empty first IDAT chunk made stb_image 2.27 add 0
+   to its still-NULL data pointer (undefined behaviour, UBSan's "applying
+   zero offset to null pointer"). The file (the fuzzer's, 97 bytes) is
+   refused before stb_image sees it. */
+static void test_png_empty_first_idat(void) {
+    static const unsigned char png[] = {
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00,
+        0x00, 0x00, 0x09, 0x00, 0x00, 0x00, 0x02, 0x02, 0x03, 0x00, 0x00, 0x00, 0xf7, 0x38, 0x1e, 0x40, 0x00,
+        0x00, 0x00, 0x0c, 0x50, 0x4c, 0x54, 0x45, 0x00, 0x1d, 0x3a, 0x57, 0x74, 0x91, 0xae, 0xcb, 0xe8, 0x05,
+        0x22, 0x3f, 0xe1, 0xcb, 0x0b, 0x83, 0x00, 0x00, 0x00, 0x10, 0xff, 0xd8, 0xbc, 0xff, 0xe0, 0x00, 0x10,
+        0xff, 0x96, 0x66, 0x60, 0x3c, 0x76, 0xec, 0x00, 0x00, 0xfa, 0xf7, 0x04, 0x84, 0x5f, 0x78, 0x8a, 0xe1,
+        0x00, 0x00, 0x00, 0x00, 0x49, 0x44, 0x41, 0x54, 0xae, 0x42, 0x60, 0x82};
+    mt_tensor t = {MT_F32, 0, {0}, {0}, NULL, NULL};
+    CHECK(sizeof png == 97, "the fuzzer's file");
+    CHECK(mt_image_load_memory(&t, png, sizeof png, 0, MT_RANGE_UNIT) == MT_ERR_FORMAT && !t.data &&
+              strstr(mt_last_error(), "the first IDAT chunk is empty"),
+          "an empty first IDAT chunk is refused: %s", mt_last_error());
+}
+
+/* Found by fuzz_pipeline: a make_block function setting a name that is not
+   one of its params, when the second of the three arrays holding such names
+   could not grow, lost the first one (the block state freed them only when
+   all three had grown). */
+static mod_status set_extra_fn(mod_block_state *bs) {
+    mod_status s;
+    af_arm(2, 0); /* the names grow, the values do not */
+    s = mod_block_state_set(bs, "scratch", mod_int(1));
+    af_disarm();
+    return s;
+}
+
+static void test_extra_names_out_of_memory(void) {
+    mod_block_desc d;
+    mod_block *b = NULL;
+    mod_state *st = NULL;
+    const mod_arg args[] = {{NULL, {0}}};
+    long live0 = af_live_now();
+    mod_status s;
+    memset(&d, 0, sizeof d);
+    d.fn = set_extra_fn;
+    CHECK(mod_make_block(&b, &d) == MOD_OK, "a make_block block");
+    s = mod_block_run(b, args, &st);
+    CHECK(s == MOD_ERR_MEMORY && st == NULL && strcmp(mod_last_error(), "out of memory (block TestBlock)") == 0,
+          "setting an extra name fails with out of memory: %s", mod_last_error());
+    mod_state_free(st);
+    mod_block_free(b);
+    CHECK(af_live_now() == live0, "nothing is left allocated (%ld blocks)", af_live_now() - live0);
+}
+
 int main(void) {
     test_inputs_are_copies();
     test_config_without_default();
@@ -507,5 +556,7 @@ int main(void) {
     test_jpeg_without_scans();
     test_png16_out_of_memory();
     test_decode_out_of_memory_status();
+    test_png_empty_first_idat();
+    test_extra_names_out_of_memory();
     return test_finish();
 }
