@@ -512,8 +512,8 @@ static long sweep(const char *name, int (*fn)(text *)) {
           first_diff, differs);
     CHECK(silent == 0, "%s: every injected failure made a call fail (first silent at k = %ld, %ld runs)", name,
           first_silent, silent);
-    printf("%s: %ld allocations in a clean run, %ld runs with a failing allocation%s\n", name, n,
-           2 * ((n + stride - 1) / stride), stride > 1 ? " (every 7th k under valgrind)" : "");
+    printf("%s: %ld allocations in a clean run, %ld runs with a failing allocation, %ld calls made again%s\n", name,
+           n, 2 * ((n + stride - 1) / stride), total_retried, stride > 1 ? " (every 7th k under valgrind)" : "");
     free(ref.s);
     free(got.s);
     return n;
